@@ -7,11 +7,14 @@ import time of the test session, on a temporary copy of
 read-only).
 """
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -56,6 +59,80 @@ def keras_home():
 def mobilenet_weights(keras_home):
     """Path of the real mobilenet_025 no-top weights file."""
     return os.path.join(keras_home, "models", "mobilenet_2_5_224_tf_no_top.h5")
+
+
+# The Keras guide's recipe at tfl's default epochs takes minutes per dataset. It runs in a background
+# process from the end of collection (niced, on the CPU time the suite leaves idle), and the tests that
+# compare against it run last.
+_GUIDE_DATASETS = ("hymenoptera_data", "trashnet_subset")
+_guide = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    waiting = [item for item in items if "keras_guide_baseline" in getattr(item, "fixturenames", ())]
+    items[:] = [item for item in items if item not in waiting] + waiting
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    if not any("keras_guide_baseline" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    folder = tempfile.mkdtemp(prefix="tfl-keras-guide-")
+    log = open(os.path.join(folder, "log.txt"), "w")
+    datasets = [os.path.join(SHARED, "datasets", name) for name in _GUIDE_DATASETS]
+    _guide["folder"] = folder
+    _guide["proc"] = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tests", "_keras_guide_baseline.py"), folder, *datasets],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=lambda: os.nice(10))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    proc = _guide.get("proc")
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def keras_guide_baseline():
+    """`get(dataset)`: the Keras guide recipe's result on a shared dataset at tfl's default epochs."""
+    def get(dataset, timeout=3600):
+        assert dataset in _GUIDE_DATASETS and "proc" in _guide, "the background baseline was not started"
+        path = os.path.join(_guide["folder"], f"{dataset}.json")
+        deadline = time.time() + timeout
+        while not os.path.exists(path):
+            if _guide["proc"].poll() is not None or time.time() > deadline:
+                with open(os.path.join(_guide["folder"], "log.txt")) as f:
+                    log = f.read()[-3000:]
+                raise AssertionError(f"the Keras guide baseline for {dataset} did not finish:\n{log}")
+            time.sleep(1)
+        with open(path) as f:
+            return json.load(f)
+
+    return get
+
+
+@contextlib.contextmanager
+def small_disk(path, size):
+    """A real tmpfs of `size` (e.g. "64m") mounted at `path`; skips the test where mounting is not allowed."""
+    os.makedirs(path)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill up: {proc.stderr.strip()}")
+    try:
+        yield str(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill_disk(disk, leave):
+    """Fills the file system of `disk` until `leave` bytes are free."""
+    left = shutil.disk_usage(disk).free - leave
+    with open(os.path.join(disk, "ballast"), "wb") as f:  # written, not sparse: tmpfs counts written pages
+        while left > 0:
+            left -= f.write(bytes(min(left, 1 << 20)))
 
 
 def run_tfl(*args, check=True, timeout=900, env=None, cwd=None):

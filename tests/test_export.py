@@ -259,3 +259,37 @@ def test_export_usage_errors(exported, trained_run, tmp_path):
     code, output = cli("export", trained_run.run_dir, "--out", tmp_path, "--data", f"folder:{tmp_path / 'none'}")
     assert code == 2 and "verification images" in output and "--data" in output
     assert not os.path.exists(tmp_path / os.path.basename(trained_run.run_dir))  # nothing half-made
+
+
+def test_full_disk_during_export_fails_in_one_line_and_keeps_earlier_versions(exported, trained_run, hymenoptera,
+                                                                              tmp_path):
+    """Version 1 sits on a small disk that is then filled to 256 KB: exporting version 2 must fail in one
+    line, leave no trace of version 2, and leave version 1 whole and serving."""
+    import shutil
+
+    import tensorflow as tf
+
+    from conftest import fill_disk, run_tfl, small_disk
+
+    with small_disk(tmp_path / "disk", "32m") as disk:
+        shutil.copytree(os.path.join(exported["out"], NAME, "1"), os.path.join(disk, NAME, "1"))
+        before = {os.path.relpath(os.path.join(d, f), disk): os.path.getsize(os.path.join(d, f))
+                  for d, _, files in os.walk(disk) for f in files}
+        fill_disk(disk, leave=256 * 1024)
+
+        proc = run_tfl("export", trained_run.run_dir, "--out", disk, "--name", NAME, check=False)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("tfl: error:")]
+        assert len(errors) == 1, proc.stderr[-2000:]
+        assert f"disk full while writing the export {os.path.join(disk, NAME, '2')}" in errors[0]
+        assert "earlier versions (1) are intact" in errors[0] and "run tfl export again" in errors[0]
+
+        assert sorted(os.listdir(os.path.join(disk, NAME))) == ["1"]  # no version 2, no temporary folder
+        after = {os.path.relpath(os.path.join(d, f), disk): os.path.getsize(os.path.join(d, f))
+                 for d, _, files in os.walk(disk) for f in files if f != "ballast"}
+        assert after == before
+        data = tf.constant([open(p, "rb").read() for p in val_images(hymenoptera, per_class=1)])
+        served = [tf.saved_model.load(folder).signatures["serving_default"](image_bytes=data)["probabilities"]
+                  for folder in (os.path.join(disk, NAME, "1"), os.path.join(exported["out"], NAME, "1"))]
+        assert served[0].shape == (2, 2) and np.array_equal(served[0].numpy(), served[1].numpy())

@@ -54,7 +54,7 @@ def _config(folder, stage1_epochs, stage2_epochs):
     cfg.data.source = f"folder:{folder}"
     cfg.data.batch_size = 64  # one step per epoch: the result does not depend on the order of the images
     cfg.model.image_size, cfg.model.augment, cfg.model.head.dropout = 96, False, 0.0
-    cfg.stage1.epochs, cfg.stage1.lr = stage1_epochs, 0.01
+    cfg.stage1.epochs, cfg.stage1.lr, cfg.stage1.schedule = stage1_epochs, 0.01, "constant"
     # SGD in stage 2: Adam's first steps move every weight by about lr whatever the gradient's size, so
     # float noise in a near-zero gradient of the backbone would flip steps; SGD keeps it noise.
     cfg.stage2.epochs, cfg.stage2.lr, cfg.stage2.optimizer = stage2_epochs, 0.1, "sgd"

@@ -37,6 +37,7 @@ def _stage1_config(data, lr, epochs=5):
     cfg.model.image_size = SIZE
     cfg.stage1.lr, cfg.stage1.epochs = lr, epochs
     cfg.stage2.epochs = 0
+    cfg.augment_copies = 2  # fewer backbone passes: the test is about the learning rate
     return cfg
 
 

@@ -7,15 +7,13 @@ killed at every point in turn (each `--resume` dies at the next point), then
 completes; it must end in the same state as an uninterrupted run.
 """
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import run_tfl
+from conftest import fill_disk, run_tfl, small_disk
 
 from tfl.runs import RunFolder
 
@@ -121,35 +119,18 @@ def test_sigkill_at_every_point_then_resume_completes(small_data, tmp_path):
     assert len(results) == 8 and all(r["label"] in ("ants", "bees") for r in results)
 
 
-@contextlib.contextmanager
-def _small_disk(path, size):
-    """A real tmpfs of `size` at `path` (root only); skips the test where mounting is not allowed."""
-    os.makedirs(path)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill up: {proc.stderr.strip()}")
-    try:
-        yield str(path)
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_full_disk_fails_in_one_line_and_keeps_the_last_good_checkpoint(small_data, tmp_path):
     """The run gets to stage 2 epoch 1, the disk is then filled to 256 KB, and the run resumed:
     the next checkpoint cannot be written. The one from epoch 1 must survive, whole."""
     import h5py
     import numpy as np
 
-    with _small_disk(tmp_path / "disk", "64m") as disk:
+    with small_disk(tmp_path / "disk", "64m") as disk:
         run = os.path.join(disk, "run")
         proc = run_tfl("train", "--data", f"folder:{small_data}", *TRAIN_ARGS, "--out", run, check=False,
                        env={"TFL_TEST_KILL_AT": "stage2:epoch2:batch1"})
         assert proc.returncode == -9 and _state(run)["stage2"]["epochs_done"] == 1, proc.stderr[-2000:]
-        left = shutil.disk_usage(disk).free - 256 * 1024
-        with open(os.path.join(disk, "ballast"), "wb") as f:  # written, not sparse: tmpfs counts written pages
-            while left > 0:
-                left -= f.write(bytes(min(left, 1 << 20)))
+        fill_disk(disk, leave=256 * 1024)
         before = _state(run)
 
         proc = run_tfl("train", "--resume", run, check=False)

@@ -225,6 +225,12 @@ class TwoStageTuner(base_tuner.BaseTuner):
             _forget_custom_gradients(gradients)
         keras.backend.clear_session()
         gc.collect()
+        try:  # TensorFlow caches the kernels of every traced train step; a finished trial's are never reused
+            from tensorflow.python.eager import context
+
+            context.context().clear_kernel_cache()
+        except (ImportError, AttributeError):
+            pass
         try:  # glibc keeps freed pages (tens of MB after a trial); hand them back to the system
             import ctypes
 

@@ -123,13 +123,18 @@ class StageConfig:
     gradual: bool = False
 
 
+# The defaults were chosen by measurement (hymenoptera and trashnet_subset, MobileNet 0.25 at 224 px, seeds
+# 42/1/2; the table is in the issue-6 report). Stage 1's epochs are nearly free on cached features: 20 epochs
+# at 3e-3 decaying to 0 converge smoothly (1e-2 gives noisy peaks that stage 2 cannot match; 1e-3 is still
+# improving after 20). Stage 2 trains the top 2 blocks for 10 epochs peaking at 5e-4: 1e-4 was too timid on
+# trashnet, 1e-3 and SGD disturbed the pretrained blocks.
 def _default_stage1() -> StageConfig:
-    return StageConfig(epochs=10, lr=1e-3, schedule="constant", patience=None)
+    return StageConfig(epochs=20, lr=3e-3, schedule="cosine", patience=None)
 
 
 def _default_stage2() -> StageConfig:
     return StageConfig(
-        epochs=5, lr=1e-4, schedule="cosine", warmup_epochs=1.0,
+        epochs=10, lr=5e-4, schedule="cosine", warmup_epochs=1.0,
         unfreeze="2blocks", patience=None,
     )
 
@@ -171,7 +176,7 @@ class TrainConfig:
     mixed_precision: bool = False
     jit_compile: bool = False
     strategy: str = "default"
-    augment_copies: int = 3
+    augment_copies: int = 8  # measured: 8 copies beat 3 and 5 in both stages (more data for the head)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -29,6 +29,7 @@ import numpy as np
 
 from tfl import _serving, _tflite
 from tfl.errors import TflError, UsageError
+from tfl.runs import disk_full_is_one_line, is_disk_full
 
 # Largest |SavedModel - Keras| probability difference accepted.
 TOLERANCE = 1e-4
@@ -108,19 +109,30 @@ def export(run_dir: str, out: str = "exports", *, name: typing.Optional[str] = N
     _remove_stale(model_dir)
 
     tmp = os.path.join(model_dir, f"{_TMP_PREFIX}{version}-{os.getpid()}")
+    final = os.path.join(model_dir, str(version))
     try:
-        _write_saved_model(model, tmp, class_names, image_size, multi_label, threshold, metadata)
-        metadata["verification"] = verify(tmp, model, _samples(split, verify_images), image_size, multi_label,
-                                          threshold)
-        metadata["tflite"] = _add_tflite(tmp, tflite, model, split, image_size, cfg.data.batch_size)
-        _write_sidecars(tmp, class_names, metadata)
-        final = os.path.join(model_dir, str(version))
+        with disk_full_is_one_line(f"the export {final}", _disk_full_hint(model_dir, version)):
+            _write_saved_model(model, tmp, class_names, image_size, multi_label, threshold, metadata)
+            metadata["verification"] = verify(tmp, model, _samples(split, verify_images), image_size,
+                                              multi_label, threshold)
+            metadata["tflite"] = _add_tflite(tmp, tflite, model, split, image_size, cfg.data.batch_size)
+            _write_sidecars(tmp, class_names, metadata)
         if os.path.exists(final):
             raise TflError(f"{final} appeared while exporting (another export?): nothing was replaced")
         os.rename(tmp, final)
     finally:
+        # Also gives back the space that a write cut short by a full disk took.
         shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(final, name, version, list(class_names), metadata["verification"], metadata["tflite"])
+
+
+def _disk_full_hint(model_dir: str, version: int) -> str:
+    earlier = sorted((int(v) for v in os.listdir(model_dir) if v.isdigit()), reverse=True)
+    kept = ""
+    if earlier:
+        shown = ", ".join(map(str, earlier[:5])) + (", ..." if len(earlier) > 5 else "")
+        kept = f"; earlier versions ({shown}) are intact"
+    return f"nothing of version {version} was left behind{kept}; free some space and run tfl export again"
 
 
 def _add_tflite(folder, modes, model, split, image_size, batch_size) -> dict:
@@ -241,6 +253,8 @@ def _write_saved_model(model, path, class_names, image_size, multi_label, thresh
     try:
         archive.write_out(path, verbose=False)
     except Exception as e:  # noqa: BLE001 - TF raises many types; keep the first line
+        if is_disk_full(e):
+            raise  # export() turns it into its one line, with what is left intact
         raise TflError(f"writing the SavedModel failed: {str(e).strip().splitlines()[0]}") from None
 
 
