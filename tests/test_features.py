@@ -218,3 +218,42 @@ def test_a_changed_backbone_weights_size_or_dataset_never_reads_a_stale_disk_cac
     grown = check_fresh(_cache(load_data(f"folder:{small_folder}"), cache_dir))
     assert len(grown.train[0]) == 13
     assert _cache(load_data(f"folder:{small_folder}"), cache_dir).reused
+
+
+@pytest.mark.parametrize("gradual", [False, True])
+def test_xla_compiles_the_cached_stages_and_says_when_a_stage_on_images_cannot(tmp_path, small_folder, capfd,
+                                                                                 gradual):
+    """`jit_compile`: stage 1 (head on features) and stage 2 on cached activations compile with XLA.
+    Gradual unfreezing trains the whole classifier on images, through the augmentation's random zoom and
+    rotation, which XLA cannot compile: that stage trains without it and says so in one tfl line, not
+    with Keras' warning."""
+    import warnings
+
+    import keras
+
+    from tfl.train import Trainer
+
+    class JitSeen(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_train_begin(self, logs=None):
+            self.seen.append((self.model.name, self.model.jit_compile))
+
+    cfg = _config(small_folder, 1, 1)
+    cfg.jit_compile, cfg.model.augment, cfg.augment_copies, cfg.stage2.gradual = True, True, 1, gradual
+    seen = JitSeen()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(cfg, str(tmp_path / "run"), verbose=0, report=False, callbacks=[seen]).fit()
+    err = capfd.readouterr().err
+    assert not [w for w in caught if "jit_compile" in str(w.message)]
+    assert seen.seen[0] == ("head", True)
+    if gradual:
+        assert seen.seen[1] == ("tfl_classifier", False), seen.seen
+        assert ("stage 2: --xla is off for this stage: it trains on images through RandomRotation, RandomZoom, "
+                "which XLA cannot compile") in err
+    else:
+        assert seen.seen[1][1] is True and seen.seen[1][0] != "tfl_classifier", seen.seen
+        assert "--xla" not in err

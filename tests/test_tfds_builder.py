@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow_datasets as tfds
 
-import tfl.datasets as tfl_datasets  # noqa: E402  (registers tfl_shapes)
-from tfl.datasets.synthetic_shapes import CLASS_NAMES  # noqa: E402
+import tfl.datasets as tfl_datasets  # registers tfl_shapes
+from tfl.datasets.synthetic_shapes import CLASS_NAMES
 
 NAME = "tfl_shapes"
 SIZE = 96

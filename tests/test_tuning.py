@@ -218,7 +218,7 @@ def test_resume_after_sigkill_finishes_without_redoing_completed_trials(tmp_path
 @pytest.mark.slow
 def test_memory_stays_flat_over_six_trials(tmp_path, hymenoptera):
     """Peak RSS of each of 6 trials of one search process, sampled with psutil, stays within 15% of trial 0's."""
-    psutil = pytest.importorskip("psutil")
+    import psutil  # a test dependency (setup.cfg [test]): a missing one must fail, not skip
     out = tmp_path / "search"
     proc = _tfl_popen("tune", "--data", f"folder:{hymenoptera}", *TINY, "--tuner", "random", "--max-trials", "6",
                       "--search", "lr=1e-3..3e-2:log", "--search", "dropout=0.1,0.3",

@@ -149,6 +149,17 @@ def feature_extractor(model):
     return keras.Model(image, model.get_layer("pool")(x), name="features")
 
 
+def layers_without_xla(model) -> typing.List[str]:
+    """Classes of `model`'s layers that XLA cannot compile (Keras then drops `jit_compile` with a warning).
+
+    The random zoom and rotation of the augmentation are such layers, so a stage
+    that trains the whole classifier on images cannot use XLA; the stages on
+    cached features and activations can.
+    """
+    layers = model._flatten_layers()  # every nested layer: the augmentation is a sub-model
+    return sorted({type(layer).__name__ for layer in layers if not getattr(layer, "supports_jit", True)})
+
+
 def is_batchnorm(layer) -> bool:
     return type(layer).__name__ in _BN_CLASSES
 

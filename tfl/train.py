@@ -163,11 +163,19 @@ class Trainer:
         return (keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing),
                 [keras.metrics.CategoricalAccuracy(name="accuracy")])
 
-    def _compile(self, model, stage_cfg, steps_per_epoch, groups=None, lr=None):
+    def _compile(self, model, stage, stage_cfg, steps_per_epoch, groups=None, lr=None):
+        from tfl import model as model_lib
+
+        jit = self.config.jit_compile
+        blocking = model_lib.layers_without_xla(model) if jit else []
+        if blocking:  # say so once, in our words, instead of Keras' warning on every compile
+            _log(f"stage {stage}: --xla is off for this stage: it trains on images through "
+                 f"{', '.join(blocking)}, which XLA cannot compile")
+            jit = False
         with self.strategy.scope():
             loss, metrics = self._loss()
             model.compile(optimizer=_optim.make_optimizer(stage_cfg, steps_per_epoch, groups=groups, lr=lr),
-                          loss=loss, metrics=metrics, jit_compile=self.config.jit_compile)
+                          loss=loss, metrics=metrics, jit_compile=jit)
 
     def _callbacks(self, state, stage_cfg, stage, groups=None):
         import keras
@@ -207,7 +215,7 @@ class Trainer:
         stage_cfg = self.config.stage1 if stage == 1 else self.config.stage2
         state = _checkpoint.StageState(self.run, stage)
         lr, groups = self._stage_lr(stage, stage_cfg, state, model, train_ds, steps_per_epoch)
-        self._compile(model, stage_cfg, steps_per_epoch, groups=groups, lr=lr)
+        self._compile(model, stage, stage_cfg, steps_per_epoch, groups=groups, lr=lr)
         if state.done:
             state.restore_best(model)
             return state
