@@ -92,8 +92,10 @@ class Recipe:
     def run(self, cfg, out: str, overwrite: bool = False, resume: bool = False):
         """Trains `cfg` into `out` and prints both stages' results next to the expected one."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from tfl import _quiet_import
         from tfl.cli._common import quiet_tf
 
+        _quiet_import.install()  # TensorFlow's start-up lines that TF_CPP_MIN_LOG_LEVEL misses
         quiet_tf()
         import tfl
 

@@ -23,6 +23,10 @@ import click
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported: no C++ log wall
 
+from tfl import _quiet_import  # noqa: E402
+
+_quiet_import.install()  # and the start-up lines that TF_CPP_MIN_LOG_LEVEL misses
+
 
 @click.command()
 @click.option("--data", default="tfds:tfl_shapes", show_default=True, help="folder:PATH or tfds:NAME.")

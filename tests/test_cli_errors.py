@@ -122,3 +122,28 @@ def test_unfreezing_more_than_the_backbone_has_fails_before_reading_data(data, t
     line, _, seconds = tfl_error("train", "--data", data, "--unfreeze", "500", "--out", str(out))
     assert "--unfreeze 500: the backbone has 86 layers; use 0..86 or 'all'" in line, line
     assert not out.exists() and seconds < 120
+
+
+_QUIET_PROBE = r"""
+import os, sys
+from tfl import _quiet_import
+with _quiet_import.filtered_stderr():
+    os.write(2, b"I0000 00:00:1795797752.745323   16255 port.cc:153] oneDNN custom operations are on.\n")
+    os.write(2, b"E0000 00:00:1795797752.745323   16255 cuda.cc:1] a real error\n")
+    print("a Python warning", file=sys.stderr)
+_quiet_import.install()
+import tensorflow as tf
+assert _quiet_import._finder not in sys.meta_path  # once: later imports are untouched
+print(tf.constant(2).numpy() * 21, tf.__spec__.loader.is_package("tensorflow"))
+"""
+
+
+def test_tensorflow_start_up_log_lines_are_dropped_and_everything_else_kept():
+    """The lines TF_CPP_MIN_LOG_LEVEL misses (absl's pre-init notice, oneDNN's INFO line) never reach the
+    user; errors and Python's own output do, in order, and TensorFlow imports and works as usual."""
+    proc = subprocess.run([sys.executable, "-c", _QUIET_PROBE], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["42", "True"]
+    assert proc.stderr.splitlines() == ["E0000 00:00:1795797752.745323   16255 cuda.cc:1] a real error",
+                                        "a Python warning"]

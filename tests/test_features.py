@@ -252,8 +252,8 @@ def test_xla_compiles_the_cached_stages_and_says_when_a_stage_on_images_cannot(t
     assert seen.seen[0] == ("head", True)
     if gradual:
         assert seen.seen[1] == ("tfl_classifier", False), seen.seen
-        assert ("stage 2: --xla is off for this stage: it trains on images through RandomRotation, RandomZoom, "
-                "which XLA cannot compile") in err
+        assert ("stage 2: XLA (--xla, jit_compile) is off for this stage: it trains on images through "
+                "RandomRotation, RandomZoom, which XLA cannot compile") in err
     else:
         assert seen.seen[1][1] is True and seen.seen[1][0] != "tfl_classifier", seen.seen
-        assert "--xla" not in err
+        assert "is off for this stage" not in err

@@ -169,7 +169,7 @@ class Trainer:
         jit = self.config.jit_compile
         blocking = model_lib.layers_without_xla(model) if jit else []
         if blocking:  # say so once, in our words, instead of Keras' warning on every compile
-            _log(f"stage {stage}: --xla is off for this stage: it trains on images through "
+            _log(f"stage {stage}: XLA (--xla, jit_compile) is off for this stage: it trains on images through "
                  f"{', '.join(blocking)}, which XLA cannot compile")
             jit = False
         with self.strategy.scope():

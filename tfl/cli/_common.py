@@ -69,8 +69,11 @@ def main(ctx, debug):
     """Fine-tune Keras image models in two stages: train a head, then unfreeze the top."""
     ctx.obj = {"debug": debug}
     if not debug:
+        from tfl import _quiet_import
+
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+        _quiet_import.install()  # the start-up lines TF_CPP_MIN_LOG_LEVEL does not reach
 
 
 def echo_json(obj) -> None:
