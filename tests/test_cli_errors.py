@@ -145,5 +145,8 @@ def test_tensorflow_start_up_log_lines_are_dropped_and_everything_else_kept():
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["42", "True"]
-    assert proc.stderr.splitlines() == ["E0000 00:00:1795797752.745323   16255 cuda.cc:1] a real error",
-                                        "a Python warning"]
+    # Exactly the kept lines of the probe first; after them, whatever this machine's TensorFlow prints at
+    # import except its start-up noise (on some CPUs four lines of it).
+    lines = proc.stderr.splitlines()
+    assert lines[:2] == ["E0000 00:00:1795797752.745323   16255 cuda.cc:1] a real error", "a Python warning"]
+    assert "oneDNN" not in proc.stderr and "absl::InitializeLog" not in proc.stderr, proc.stderr

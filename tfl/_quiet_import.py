@@ -4,7 +4,7 @@
 writes while it loads: on CPUs where oneDNN is on, absl prints "All log
 messages before absl::InitializeLog() ..." and the oneDNN INFO line straight
 to file descriptor 2, whatever the level. A command that fails after
-importing TensorFlow would then print three lines instead of its one.
+importing TensorFlow would then print several lines instead of its one.
 
 So the first `import tensorflow` (wherever it happens: tfl, Keras, tfds)
 runs with descriptor 2 sent to a temporary file; afterwards the file is
