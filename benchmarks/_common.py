@@ -110,7 +110,7 @@ def _cell(v) -> str:
 
 
 # -- the baseline's pieces, for a Keras Tuner HyperModel --------------------------------------------
-# The two-stage baseline itself is `tfl._keras_guide.keras_guide_recipe`; these are the same
+# The two-stage baseline itself is `keras_guide.keras_guide_recipe`; these are the same
 # steps split up, so that a plain Keras Tuner search can build and fit them per trial.
 def guide_datasets(data_dir: str, image_size: int, batch_size: int = 32, seed: int = 42):
     """(train, val, class_names): `image_dataset_from_directory`, cached and prefetched as the guide does."""
@@ -130,7 +130,8 @@ def guide_model(num_classes: int, image_size: int, dropout: float = 0.2, seed: i
     scaling and the frozen MobileNet 0.25 base (called with `training=False`) in the model."""
     import keras
 
-    from tfl import backbones, model as model_lib
+    from tfl.models import backbones
+    from tfl.models import classifier as model_lib
 
     base = backbones.build_backbone("mobilenet_025", image_size, "imagenet")
     base.trainable = False

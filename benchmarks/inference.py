@@ -5,7 +5,7 @@ Rows (images/s, in one process unless said):
 - `model.predict` on a tf.data pipeline over the files (decode and resize
   mapped with AUTOTUNE, prefetch AUTOTUNE: the plain Keras way), and on the
   images already decoded in a NumPy array;
-- tfl's compiled call (`tfl.evaluation.predict_probabilities`) on the same
+- tfl's compiled call (`tfl.serving.evaluation.predict_probabilities`) on the same
   array, and `tfl.Predictor(run).predict(files)`, which also checks and
   decodes the files;
 - the exported SavedModel (`tfl.export`) through `Predictor(export)`, which
@@ -39,7 +39,7 @@ _common.setup()
 
 def image_files(n):
     """The first `n` images of hymenoptera (train, val), then trashnet_subset, in a stable order."""
-    from tfl import _images
+    from tfl.data import images as _images
 
     files = []
     for name in ("hymenoptera_data", "trashnet_subset"):
@@ -53,7 +53,7 @@ def image_files(n):
 
 def quick_run(out):
     from tfl.config import TrainConfig
-    from tfl.train import Trainer
+    from tfl.training.trainer import Trainer
 
     cfg = TrainConfig()
     cfg.data.source = f"folder:{os.path.join(_common.SHARED, 'datasets', 'hymenoptera_data')}"
@@ -86,9 +86,9 @@ def main(argv=None):
     import tensorflow as tf
 
     import tfl
-    from tfl.data import Split, decode_image, resize_image, with_options
-    from tfl.evaluation import predict_probabilities
-    from tfl.prediction import Predictor, load_model
+    from tfl.data.loading import Split, decode_image, resize_image, with_options
+    from tfl.serving.evaluation import predict_probabilities
+    from tfl.serving.prediction import Predictor, load_model
 
     print(f"machine: {_common.machine()}", flush=True)
     files = image_files(args.images)

@@ -76,8 +76,8 @@ def train_step_rate(image_size, batch_size, steps, *, stage):
     import numpy as np
     import tensorflow as tf
 
-    from tfl import model as model_lib
     from tfl.config import ModelConfig
+    from tfl.models import classifier as model_lib
 
     _common.reset_keras(0)
     model = model_lib.build_model(ModelConfig(backbone="mobilenet_025", weights="imagenet", image_size=image_size), 2)
@@ -105,8 +105,8 @@ def feature_pass_rate(image_size, batch_size, steps):
     import numpy as np
     import tensorflow as tf
 
-    from tfl import model as model_lib
     from tfl.config import ModelConfig
+    from tfl.models import classifier as model_lib
 
     _common.reset_keras(0)
     model = model_lib.build_model(ModelConfig(backbone="mobilenet_025", weights="imagenet", image_size=image_size), 2)
@@ -130,9 +130,10 @@ def stage2_cut_rate(image_size, batch_size, steps, *, mixed_precision=False, jit
     import numpy as np
     import tensorflow as tf
 
-    from tfl import _frozen_bottom, backbones
-    from tfl import model as model_lib
     from tfl.config import TrainConfig
+    from tfl.models import backbones
+    from tfl.models import classifier as model_lib
+    from tfl.training import _frozen_bottom
 
     _common.reset_keras(0)
     if mixed_precision:
@@ -166,7 +167,7 @@ def main(argv=None):
     p.add_argument("--no-precision-modes", action="store_true", help="skip the mixed precision and XLA rows")
     args = p.parse_args(argv)
 
-    from tfl.data import load_data
+    from tfl.data.loading import load_data
 
     print(f"machine: {_common.machine()}", flush=True)
     data = load_data(_common.folder_source(args.data))

@@ -27,7 +27,7 @@ _common.setup()
 
 def run_tfl(data_dir, args, out):
     import tfl
-    from tfl.evaluation import evaluate
+    from tfl.serving.evaluation import evaluate
 
     with _common.Timer() as t:
         result = tfl.fine_tune(data=_common.folder_source(data_dir), backbone="mobilenet_025",
@@ -40,7 +40,7 @@ def run_tfl(data_dir, args, out):
 
 
 def run_baseline(data_dir, args):
-    from tfl._keras_guide import keras_guide_recipe
+    from keras_guide import keras_guide_recipe
 
     with _common.Timer() as t:
         r = keras_guide_recipe(_common.folder_path(data_dir), "mobilenet_025", args.image_size, epochs=args.epochs,

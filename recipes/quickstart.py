@@ -38,7 +38,7 @@ _quiet_import.install()  # and the start-up lines that TF_CPP_MIN_LOG_LEVEL miss
 @click.option("--out", default="runs/quickstart", show_default=True, help="Run folder (replaced).")
 def main(data, backbone, weights, image_size, epochs, fine_tune_epochs, out):
     import tfl
-    from tfl.backbones import WeightsUnavailableError, build_backbone
+    from tfl.models.backbones import WeightsUnavailableError, build_backbone
 
     if weights == "imagenet":
         try:
@@ -53,7 +53,7 @@ def main(data, backbone, weights, image_size, epochs, fine_tune_epochs, out):
     click.echo(f"[quickstart] stage 1 val_accuracy {result.stage1.get('val_accuracy', float('nan')):.3f}, "
                f"stage 2 {result.stage2.get('val_accuracy', float('nan')):.3f}, kept stage {result.best_stage}")
 
-    from tfl.evaluation import format_metrics
+    from tfl.serving.evaluation import format_metrics
 
     click.echo(format_metrics(tfl.evaluate(result.run_dir)))
 

@@ -13,7 +13,8 @@ import sys
 
 
 def main(out_dir, *datasets):
-    from tfl._keras_guide import keras_guide_recipe
+    from keras_guide import keras_guide_recipe
+
     from tfl.config import TrainConfig
 
     defaults = TrainConfig()

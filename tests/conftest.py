@@ -149,7 +149,7 @@ def run_tfl(*args, check=True, timeout=900, env=None, cwd=None):
 def trained_run(tmp_path_factory, hymenoptera):
     """A real two-stage run on hymenoptera with mobilenet_025 + ImageNet weights (trained once per session)."""
     from tfl.config import TrainConfig
-    from tfl.train import Trainer
+    from tfl.training.trainer import Trainer
 
     out = str(tmp_path_factory.mktemp("runs") / "hymenoptera")
     cfg = TrainConfig()

@@ -1,4 +1,4 @@
-"""Tests for tfl.backbones: registry, building, weights, preprocessing, blocks.
+"""Tests for tfl.models.backbones: registry, building, weights, preprocessing, blocks.
 
 Heavy architectures are skipped unless TFL_SLOW_TESTS=1 so that the module
 stays well under 3 minutes on 2 shared CPU cores.
@@ -12,12 +12,11 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pytest
 
-from tfl import backbones as B
+from tfl.models import backbones as B
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_WEIGHTS = REPO.parent / "shared" / "keras-weights"
@@ -76,7 +75,7 @@ def test_registry_names_and_fields():
 
 
 def test_import_does_not_load_tensorflow():
-    code = ("import sys, tfl.backbones as b; b.list_backbones(); "
+    code = ("import sys, tfl.models.backbones as b; b.list_backbones(); "
             "b.imagenet_weights_cached('mobilenet'); "
             "print([m for m in ('keras', 'tensorflow') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
@@ -198,7 +197,7 @@ def test_weights_path_loads_at_other_size():
 
 _IMAGENET_SCRIPT = textwrap.dedent("""
     import json, sys, time, numpy as np
-    from tfl import backbones as B
+    from tfl.models import backbones as B
     res = {"cached_before_import": [
         B.imagenet_weights_cached("mobilenet_025"),
         B.imagenet_weights_cached("mobilenet_050"),

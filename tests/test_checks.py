@@ -15,11 +15,10 @@ import sys
 import zlib
 
 import pytest
+from conftest import REPO, run_tfl
 from PIL import Image
 
-from conftest import REPO, run_tfl
-
-from tfl import checks
+from tfl.data import checks
 from tfl.errors import UsageError
 
 GOOD_PER_CLASS = 8
@@ -173,7 +172,7 @@ def test_report_gives_each_case_its_expected_outcome(corpus):
 
 def test_accepted_files_decode_through_the_training_pipeline(corpus):
     """What the check accepts, TensorFlow decodes: no surprise failure mid-epoch."""
-    from tfl.data import load_data
+    from tfl.data.loading import load_data
 
     data = load_data(f"folder:{corpus['mixed']}")
     accepted = {_path(corpus, n) for n, (_, outcome, _) in CASES.items() if outcome != "skipped"}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfl.config import DataConfig
-from tfl.data import load_data
+from tfl.data.loading import load_data
 from tfl.errors import UsageError
 
 
@@ -79,9 +79,9 @@ def test_bad_sources_give_one_line(tmp_path):
 def test_tfds_dataset_is_loaded_by_name_from_a_prepared_data_dir(tmp_path):
     import tensorflow_datasets as tfds
 
-    import tfl.datasets
+    import tfl.data.datasets
 
-    tfl.datasets.prepare("tfl_shapes/small", str(tmp_path))
+    tfl.data.datasets.prepare("tfl_shapes/small", str(tmp_path))
     assert tfds.builder("tfl_shapes/small", data_dir=str(tmp_path)).is_prepared()
     data = load_data(DataConfig(source="tfds:tfl_shapes/small", data_dir=str(tmp_path), download=False))
     assert data.class_names == ["circle", "square", "triangle", "star"]

@@ -12,9 +12,9 @@ import json
 import os
 
 import pytest
-
 from conftest import run_tfl
-from tfl._keras_guide import keras_guide_recipe
+from keras_guide import keras_guide_recipe
+
 from tfl.config import TrainConfig
 from tfl.runs import RunFolder
 

@@ -7,10 +7,13 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import run_tfl
-from tfl import _discriminative, _optim, backbones, data as data_lib, model as model_lib
+
 from tfl.config import ModelConfig, StageConfig, TrainConfig, parse_lr
+from tfl.data import loading as data_lib
+from tfl.models import backbones
+from tfl.models import classifier as model_lib
+from tfl.training import _discriminative, _optim
 
 SIZE = 96
 
@@ -89,8 +92,8 @@ def test_gradual_unfreezing_releases_blocks_from_the_top_and_the_model_reloads(t
     """A real stage 2 with 2 blocks released one per epoch: block 12 is still untouched after epoch 1."""
     import keras
 
-    from tfl.prediction import load_model
-    from tfl.train import Trainer
+    from tfl.serving.prediction import load_model
+    from tfl.training.trainer import Trainer
 
     snapshots = []
 

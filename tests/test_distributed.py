@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 TINY = ["--backbone", "mobilenet_025", "--weights", "imagenet", "--image-size", "96", "--epochs", "2",
@@ -95,7 +94,7 @@ def test_chief_and_two_workers_search_together(tmp_path, hymenoptera):
 
 @pytest.mark.slow
 def test_two_workers_with_tf_config_train_the_same_model(tmp_path, hymenoptera):
-    from tfl.prediction import load_model
+    from tfl.serving.prediction import load_model
 
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

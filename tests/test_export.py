@@ -118,7 +118,7 @@ def test_fresh_tensorflow_process_serves_what_tfl_predict_prints(exported, train
 
 
 def test_tfl_predict_accepts_export_folders(exported, trained_run, hymenoptera):
-    from tfl._serving import find_export
+    from tfl.serving.saved_model import find_export
 
     paths = val_images(hymenoptera, per_class=2)
     base, version_dir = exported["out"], os.path.join(exported["out"], NAME, "1")
@@ -177,9 +177,9 @@ def _encode(image, fmt, **kw):
 def test_bytes_signature_takes_png_alpha_grayscale_gif_and_rejects_corrupt(exported, trained_run, hymenoptera):
     import tensorflow as tf
 
-    from tfl._serving import ServedModel
-    from tfl.data import decode_image, resize_image
+    from tfl.data.loading import decode_image, resize_image
     from tfl.errors import TflError
+    from tfl.serving.saved_model import ServedModel
 
     path = val_images(hymenoptera, per_class=1)[0]
     rgb = Image.open(path).convert("RGB")
@@ -226,7 +226,7 @@ def test_multi_label_export_reports_labels_over_threshold(tmp_path, hymenoptera)
 
     import tfl
     from tfl.config import TrainConfig
-    from tfl.model import build_model
+    from tfl.models.classifier import build_model
     from tfl.runs import RunFolder
 
     cfg = TrainConfig()
@@ -268,7 +268,6 @@ def test_full_disk_during_export_fails_in_one_line_and_keeps_earlier_versions(ex
     import shutil
 
     import tensorflow as tf
-
     from conftest import fill_disk, run_tfl, small_disk
 
     with small_disk(tmp_path / "disk", "32m") as disk:

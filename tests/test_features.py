@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from tfl import features
 from tfl.config import ModelConfig, TrainConfig
-from tfl.data import load_data
+from tfl.data.loading import load_data
+from tfl.training import activations as features
 
 
 def _head_snapshots():
@@ -83,8 +83,8 @@ def _assert_same_training(cached, end_to_end, epochs):
 
 
 def test_stage1_on_features_cached_on_disk_trains_the_same_head_as_end_to_end(tmp_path, small_folder, monkeypatch):
-    from tfl import model as model_lib
-    from tfl.train import Trainer
+    from tfl.models import classifier as model_lib
+    from tfl.training.trainer import Trainer
 
     monkeypatch.setenv("TFL_FEATURE_MEMORY_MB", "0")  # too big for memory: the run folder's features/
     cfg = _config(small_folder, 4, 0)
@@ -100,9 +100,10 @@ def test_stage1_on_features_cached_on_disk_trains_the_same_head_as_end_to_end(tm
 def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tmp_path, small_folder):
     import keras
 
-    from tfl import _frozen_bottom, backbones
-    from tfl import model as model_lib
-    from tfl.train import Trainer
+    from tfl.models import backbones
+    from tfl.models import classifier as model_lib
+    from tfl.training import _frozen_bottom
+    from tfl.training.trainer import Trainer
 
     class Stages(keras.callbacks.Callback):
         """Trainable weights at the start and after every epoch, per stage (stage 2 fits `tfl_top`)."""
@@ -147,7 +148,7 @@ _MODELS = {}
 
 
 def _cache(data, cache_dir, backbone="mobilenet_025", weights="imagenet", size=64, budget=0, copies=1):
-    from tfl import model as model_lib
+    from tfl.models import classifier as model_lib
 
     key = (backbone, weights, size, copies)
     if key not in _MODELS:  # building models is most of these tests' time
@@ -231,7 +232,7 @@ def test_xla_compiles_the_cached_stages_and_says_when_a_stage_on_images_cannot(t
 
     import keras
 
-    from tfl.train import Trainer
+    from tfl.training.trainer import Trainer
 
     class JitSeen(keras.callbacks.Callback):
         def __init__(self):

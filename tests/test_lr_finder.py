@@ -6,13 +6,14 @@ import os
 import shutil
 
 import pytest
+from conftest import run_tfl
 from PIL import Image
 
-from conftest import run_tfl
-from tfl import features, lr_finder
 from tfl.config import TrainConfig
 from tfl.runs import RunFolder
-from tfl.train import Trainer
+from tfl.training import activations as features
+from tfl.training import lr_finder
+from tfl.training.trainer import Trainer
 
 SIZE = 128
 

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from tfl import backbones, model as model_lib
 from tfl.config import HeadConfig, ModelConfig
 from tfl.errors import UsageError
+from tfl.models import backbones
+from tfl.models import classifier as model_lib
 
 
 @pytest.fixture(scope="module")

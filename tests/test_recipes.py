@@ -12,7 +12,6 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO
 
 RECIPES = os.path.join(REPO, "recipes")

@@ -1,7 +1,7 @@
 """Reports: the page every training writes, `tfl report`, and the search page.
 
 The run report is the one the `trained_run` fixture's training wrote (a real
-hymenoptera run); its numbers are checked against `tfl.evaluation.evaluate`
+hymenoptera run); its numbers are checked against `tfl.serving.evaluation.evaluate`
 on the saved model and the PNGs against the JSON written beside them.
 """
 
@@ -13,9 +13,8 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run_tfl
+from PIL import Image
 
 IMAGES = ("training_curves", "confusion_matrix", "mistakes")
 
@@ -127,7 +126,7 @@ def test_cli_refuses_a_folder_that_is_neither_run_nor_search(tmp_path):
 
 
 def test_confusion_png_cells_follow_a_known_matrix(tmp_path):
-    from tfl import _plots
+    from tfl.reports import _plots
 
     matrix = [[50, 3, 0], [10, 35, 5], [1, 20, 40]]
     info = _plots.confusion_matrix(matrix, ["cat", "dog", "a very long class name indeed"],
@@ -147,7 +146,7 @@ TRIALS = [
 
 
 def test_search_page_ranks_trials_and_plots_score_per_hyperparameter(tmp_path):
-    from tfl.reporting import report_search
+    from tfl.reports.report import report_search
 
     path = report_search(TRIALS, str(tmp_path / "report"))
     folder = os.path.dirname(path)
@@ -190,7 +189,7 @@ def test_tfl_report_on_a_keras_tuner_search_folder(tmp_path):
 
 def test_search_folder_written_by_tfl_tune_layout(tmp_path):
     """DIR/trials.json (rows as `tfl tune` writes them), its objective in DIR/search.json, DIR/best's report."""
-    from tfl.reporting import report
+    from tfl.reports.report import report
 
     search = tmp_path / "search"
     (search / "best" / "report").mkdir(parents=True)

@@ -1,7 +1,7 @@
 """Killed and starved training resumes: SIGKILL at exact points, and a full disk.
 
 Each kill is a real SIGKILL of a `python -m tfl train` subprocess: the
-test-only hook TFL_TEST_KILL_AT (tfl/_checkpoint.py) makes the process kill
+test-only hook TFL_TEST_KILL_AT (tfl/training/_checkpoint.py) makes the process kill
 itself on reaching the named point, so the points are hit exactly. One run is
 killed at every point in turn (each `--resume` dies at the next point), then
 completes; it must end in the same state as an uninterrupted run.
@@ -12,7 +12,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import fill_disk, run_tfl, small_disk
 
 from tfl.runs import RunFolder
@@ -105,8 +104,8 @@ def test_sigkill_at_every_point_then_resume_completes(small_data, tmp_path):
 
     # The same final state as an uninterrupted run with the same seed.
     from tfl.config import TrainConfig
-    from tfl.prediction import Predictor
-    from tfl.train import Trainer
+    from tfl.serving.prediction import Predictor
+    from tfl.training.trainer import Trainer
 
     ref = Trainer(TrainConfig.from_json(open(os.path.join(run, "config.json")).read()), str(tmp_path / "ref"),
                   verbose=0, report=False).fit()

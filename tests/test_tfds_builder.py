@@ -6,11 +6,10 @@ import time
 
 import numpy as np
 import pytest
-
 import tensorflow_datasets as tfds
 
-import tfl.datasets as tfl_datasets  # registers tfl_shapes
-from tfl.datasets.synthetic_shapes import CLASS_NAMES
+import tfl.data.datasets as tfl_datasets  # registers tfl_shapes
+from tfl.data.datasets.synthetic_shapes import CLASS_NAMES
 
 NAME = "tfl_shapes"
 SIZE = 96

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from tfl import backbones, model as model_lib
+from tfl.models import backbones
+from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
 
 

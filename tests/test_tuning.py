@@ -16,7 +16,6 @@ import time
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO, run_tfl
 
 # Tiny trials: 96 px, 2 head epochs on cached features, 1 fine-tuning epoch.
@@ -36,8 +35,8 @@ def _read_json(path):
 
 # -- the search space -------------------------------------------------------------------------------
 def test_search_specs_parse_and_bad_ones_say_which_option():
-    from tfl import _search_space as ss
     from tfl.errors import UsageError
+    from tfl.tuning import space as ss
 
     assert ss.parse_spec("lr", "1e-4..1e-2:log") == ss.Range(1e-4, 1e-2, log=True)
     assert ss.parse_spec("unfreeze", "0,20,40,80") == ss.Choice(("0", "20", "40", "80"))
@@ -70,9 +69,9 @@ def test_search_specs_parse_and_bad_ones_say_which_option():
 def test_hypermodel_build_is_pure_and_maps_every_value():
     import keras_tuner as kt
 
-    from tfl import _search_space as ss
     from tfl.config import TrainConfig
-    from tfl.tuning import HyperModel
+    from tfl.tuning.search import HyperModel
+    from tfl.tuning import space as ss
 
     base = TrainConfig()
     base.data.source = "folder:/nowhere"
@@ -117,9 +116,10 @@ def test_cli_refuses_bad_searches_in_one_line(tmp_path):
 @pytest.mark.parametrize("name", ["random", "grid", "bayesian", "hyperband"])
 def test_every_tuner_drives_the_recipe_configs(tmp_path, name):
     """Keras Tuner's four oracles over tfl's space; the trial's training is replaced by a score of its config."""
-    from tfl import _search_space as ss, _tuner
     from tfl.config import TrainConfig
-    from tfl.tuning import HyperModel, trial_rows
+    from tfl.tuning.search import HyperModel, trial_rows
+    from tfl.tuning import space as ss
+    from tfl.tuning import tuner as _tuner
 
     runs = []
 

@@ -1,4 +1,4 @@
-"""Regenerates tfl/_backbone_stats.json: parameters and blocks of every registry entry.
+"""Regenerates tfl/models/_backbone_stats.json: parameters and blocks of every registry entry.
 
 `tfl backbones` shows these without building 50 models; tests/test_backbones.py
 checks that the file agrees with freshly built models. Run after changing the
@@ -10,7 +10,7 @@ import os
 
 import keras
 
-from tfl import backbones
+from tfl.models import backbones
 
 out = {}
 for spec in backbones.list_backbones():

@@ -12,7 +12,7 @@ from tfl.cli._common import echo_json, main
 @click.option("--family", help="Only this family (e.g. efficientnet).")
 def backbones_command(as_json, family):
     """List the backbones: parameters, default size, blocks, local ImageNet weights."""
-    from tfl import backbones
+    from tfl.models import backbones
 
     rows = []
     for spec in backbones.list_backbones():

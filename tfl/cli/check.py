@@ -29,7 +29,7 @@ def check(source, backbone, image_size, val_split, data_dir, class_weight, stric
     Example:
       tfl check --data folder:photos --backbone efficientnet_b0
     """
-    from tfl import checks
+    from tfl.data import checks
 
     report = checks.check_data(source, backbone=backbone, image_size=image_size,
                                class_weight=None if class_weight == "none" else class_weight,

@@ -6,8 +6,8 @@ import dataclasses
 
 import click
 
-from tfl._tflite import MODES as TFLITE_MODES
 from tfl.cli._common import echo_json, main, quiet_tf
+from tfl.serving.tflite import MODES as TFLITE_MODES
 
 
 @main.command()
@@ -39,7 +39,7 @@ def export(run, out, name, version, tflite, threshold, data, verify_images, as_j
       tfl predict exports/ants photo.jpg
     """
     quiet_tf()
-    from tfl.exporting import export as export_run
+    from tfl.serving.export import export as export_run
 
     result = export_run(run, out, name=name, version=version, tflite=tflite, threshold=threshold, data=data,
                         verify_images=verify_images)

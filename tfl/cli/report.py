@@ -27,7 +27,7 @@ def report(run, out, data, split, batch_size, max_mistakes):
       tfl report runs/photos
     """
     quiet_tf()
-    from tfl.reporting import report as write_report
+    from tfl.reports.report import report as write_report
 
     path = write_report(run, out, data=data, split=split, batch_size=batch_size, max_mistakes=max_mistakes)
     click.echo(path)

@@ -147,12 +147,12 @@ def train(config_file, out, resume_dir, overwrite, **opts):
         if not opts.get("data") and not config_file:
             fail("--data is required (folder:PATH or tfds:NAME), or --resume RUN")
         out = out or os.path.join("runs", f"{cfg.model.backbone}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    from tfl import checks
+    from tfl.data import checks
 
     quiet_tf()
     # Bad options fail here in one line, before TensorFlow is imported or any data is read.
     checks.check_options(cfg, out=out, resume=bool(resume_dir), overwrite=overwrite)
-    from tfl.train import Trainer
+    from tfl.training.trainer import Trainer
 
     result = Trainer(cfg, out, resume=bool(resume_dir), overwrite=overwrite).fit()
     for stage, m in (("stage 1", result.stage1), ("stage 2", result.stage2)):
@@ -174,7 +174,8 @@ def train(config_file, out, resume_dir, overwrite, **opts):
 def evaluate(run, data, split, batch_size, as_json):
     """Score a run's model: accuracy, loss, per-class precision/recall/F1, confusion matrix."""
     quiet_tf()
-    from tfl.evaluation import evaluate as evaluate_run, format_metrics
+    from tfl.serving.evaluation import evaluate as evaluate_run
+    from tfl.serving.evaluation import format_metrics
 
     metrics = evaluate_run(run, data=data, split=split, batch_size=batch_size)
     if as_json:
@@ -192,7 +193,7 @@ def evaluate(run, data, split, batch_size, as_json):
 def predict(run, inputs, batch_size, as_json):
     """Label image files (folders walked recursively) with a run's model or a `tfl export` folder."""
     quiet_tf()
-    from tfl.prediction import predict as predict_files
+    from tfl.serving.prediction import predict as predict_files
 
     results = predict_files(run, inputs, batch_size=batch_size)
     if as_json:
@@ -232,7 +233,7 @@ def info(run, as_json):
                f"unfreeze {cfg.stage2.unfreeze}")
     click.echo(f"classes:    {', '.join(out['class_names'] or [])}")
     state = out["state"]
-    click.echo(f"progress:   " + ("finished" if state.get("finished") else
+    click.echo("progress:   " + ("finished" if state.get("finished") else
                                   ", ".join(f"{k} {v.get('epochs_done', 0)} epochs" for k, v in state.items()
                                             if isinstance(v, dict)) or "not started"))
     metrics = out["metrics"]

@@ -12,7 +12,7 @@ from tfl.cli.train import build_config, data_options, train_options
 
 
 def _list_params() -> None:
-    from tfl import _search_space
+    from tfl.tuning import space as _search_space
 
     click.echo("Tunable hyperparameters (default search; others keep the base config's value):")
     for p in _search_space.PARAMS.values():
@@ -68,8 +68,9 @@ def tune(config_file, search, fix, tuner, max_trials, executions_per_trial, obje
     if list_params:
         _list_params()
         return
-    from tfl import _distributed, _search_space
     from tfl.config import TrainConfig
+    from tfl.tuning import distributed as _distributed
+    from tfl.tuning import space as _search_space
 
     searched = _search_space.parse_assignments(search, "--search")
     fixed = _search_space.parse_assignments(fix, "--fix")
@@ -88,11 +89,12 @@ def tune(config_file, search, fix, tuner, max_trials, executions_per_trial, obje
             fail("--data is required (folder:PATH or tfds:NAME), or --resume DIR")
         out = out or os.path.join("runs", f"tune-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     if cpu_replicas:
-        from tfl.strategy import split_cpu
+        from tfl.training.strategy import split_cpu
 
         split_cpu(cpu_replicas)
     quiet_tf()
-    from tfl.tuning import format_trials, tune as run_search
+    from tfl.tuning.search import format_trials
+    from tfl.tuning.search import tune as run_search
 
     result = run_search(cfg, out, search=searched, fix=fixed, tuner=tuner, max_trials=max_trials,
                         executions_per_trial=executions_per_trial, objective=objective, max_time=max_time,

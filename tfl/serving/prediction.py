@@ -14,7 +14,7 @@ def load_model(run_dir: str):
     """Loads `model.keras` of a run folder (Keras safe mode: nothing is unpickled)."""
     import keras
 
-    from tfl import model as model_lib
+    from tfl.models import classifier as model_lib
     from tfl.runs import RunFolder
 
     run = RunFolder(run_dir)
@@ -43,8 +43,8 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str, batch_size: int = 32):
-        from tfl import _serving
         from tfl.runs import RunFolder
+        from tfl.serving import saved_model as _serving
 
         self.batch_size = batch_size
         export_dir = None if RunFolder(run_dir).exists() else _serving.find_export(run_dir)
@@ -63,9 +63,9 @@ class Predictor:
 
         Files that cannot be decoded get an `error` entry instead of a label.
         """
-        from tfl import _images
-        from tfl.data import Split
-        from tfl.evaluation import predict_probabilities
+        from tfl.data.loading import Split
+        from tfl.data import images as _images
+        from tfl.serving.evaluation import predict_probabilities
 
         paths = _images.list_images(inputs)
         problems = dict(_images.check_files(paths))

@@ -10,8 +10,8 @@ An export folder follows TensorFlow Serving's layout::
           model_<mode>.tflite   optional TFLite models
         2/ ...
 
-The signatures decode and resize with `tfl.data.decode_image` and
-`tfl.data.resize_image`, the functions the training pipeline uses, so the
+The signatures decode and resize with `tfl.data.loading.decode_image` and
+`tfl.data.loading.resize_image`, the functions the training pipeline uses, so the
 server sees exactly the pixels the trained model saw.
 """
 
@@ -36,7 +36,7 @@ def decode_batch(image_bytes, image_size: int):
     """tf.string [B] of encoded images -> float32 [B, S, S, 3] RGB 0..255."""
     import tensorflow as tf
 
-    from tfl.data import decode_image, resize_image
+    from tfl.data.loading import decode_image, resize_image
 
     return tf.map_fn(lambda b: resize_image(decode_image(b), image_size), image_bytes,
                      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
@@ -44,7 +44,7 @@ def decode_batch(image_bytes, image_size: int):
 
 def resize_batch(images, image_size: int):
     """A float32 or uint8 batch [B, H, W, 3] -> float32 [B, S, S, 3] (identity at S x S)."""
-    from tfl.data import resize_image
+    from tfl.data.loading import resize_image
 
     return resize_image(images, image_size)
 

@@ -70,7 +70,8 @@ def keras_guide_recipe(data_path: str, backbone: str = "mobilenet_025", image_si
 
     import keras
 
-    from tfl import backbones, model as model_lib
+    from tfl.models import backbones
+    from tfl.models import classifier as model_lib
 
     t0 = time.time()
     keras.utils.set_random_seed(seed)

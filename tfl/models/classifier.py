@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 import typing
 
-from tfl import backbones
 from tfl.config import HeadConfig, ModelConfig
 from tfl.errors import UsageError
+from tfl.models import backbones
 
 _BN_CLASSES = ("BatchNormalization", "SyncBatchNormalization")
 

@@ -8,7 +8,7 @@ from a fixed seed, so two preparations give byte-identical records.
 Usage::
 
     import tensorflow_datasets as tfds
-    import tfl.datasets  # registers the builder
+    import tfl.data.datasets  # registers the builder
 
     builder = tfds.builder("tfl_shapes", data_dir=data_dir)
     builder.download_and_prepare()  # a few seconds, no network
@@ -17,7 +17,7 @@ Usage::
 
 Importing this module registers the builder with tfds under ``tfl_shapes``
 (registration happens on class definition). Import it through
-``tfl.datasets`` only: importing the same file under a second module name
+``tfl.data.datasets`` only: importing the same file under a second module name
 (e.g. running it as ``__main__``) would try to register the name twice.
 """
 

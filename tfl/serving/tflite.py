@@ -63,7 +63,7 @@ def verify(content: bytes, dataset, keras_probs, labels, mode: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tfl import _serving
+    from tfl.serving import saved_model as _serving
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter warns that LiteRT will replace it

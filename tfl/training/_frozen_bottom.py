@@ -23,7 +23,7 @@ import typing
 
 import numpy as np
 
-from tfl import model as model_lib
+from tfl.models import classifier as model_lib
 
 
 class BottomSplit:
@@ -134,7 +134,7 @@ def datasets(split, train, val, train_labels, val_labels, label_fn, batch_size: 
     """(endless train batches, one copy per epoch; val batches) of cut activations."""
     import tensorflow as tf
 
-    from tfl.data import with_options
+    from tfl.data.loading import with_options
 
     def elements(arrays, labels):
         x = arrays[0] if split.single else tuple(arrays)
@@ -157,7 +157,7 @@ def stage2_inputs(trainer, state):
     them again. The choice is recorded in the stage's state so that a resumed
     stage trains the same model on the same kind of inputs.
     """
-    from tfl import features
+    from tfl.training import activations as features
 
     cfg = trainer.config
     if state.data.get("inputs", "cut" if not state.epochs_done else "images") != "cut":

@@ -82,7 +82,7 @@ def split_cpu(n: int = 2) -> None:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
     except RuntimeError:
         raise UsageError(f"cannot split the CPU into {n} devices: TensorFlow has already started; "
-                         "call tfl.strategy.split_cpu before making any model or tensor") from None
+                         "call tfl.training.strategy.split_cpu before making any model or tensor") from None
 
 
 def _in_multi_worker_mode(strategy) -> bool:

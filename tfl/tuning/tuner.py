@@ -1,5 +1,5 @@
 """The Keras Tuner side of `tfl.tune`: oracles chosen by name, and a tuner
-whose trial is one whole two-stage run (`tfl.train.Trainer`).
+whose trial is one whole two-stage run (`tfl.training.trainer.Trainer`).
 
 Keras Tuner has no way to compile and fit twice inside a trial, so
 `TwoStageTuner.run_trial` is overridden: it turns the trial's hyperparameters
@@ -30,10 +30,10 @@ import keras_tuner as kt
 from keras_tuner.src.engine import base_tuner
 from keras_tuner.src.engine import trial as trial_module
 
-from tfl import _search_space
 from tfl.config import TrainConfig
 from tfl.errors import UsageError
 from tfl.runs import RunFolder, atomic_write_text, read_json
+from tfl.tuning import space as _search_space
 
 TUNERS = ("random", "grid", "bayesian", "hyperband")
 OBJECTIVES = ("val_accuracy", "val_loss")
@@ -137,7 +137,7 @@ class TwoStageTuner(base_tuner.BaseTuner):
 
     Args:
         oracle: from `make_oracle`.
-        hypermodel: a `tfl.tuning.HyperModel` (its `build` returns a `TrainConfig`).
+        hypermodel: a `tfl.tuning.search.HyperModel` (its `build` returns a `TrainConfig`).
         search_dir: the search folder (`DIR`).
         data: the loaded `ImageData`, shared by all trials.
         strategy: the `tf.distribute.Strategy` every trial trains under.
@@ -192,7 +192,7 @@ class TwoStageTuner(base_tuner.BaseTuner):
         return results if len(results) > 1 else results[0]
 
     def _run(self, cfg, run_dir, continue_from, trial_id) -> dict:
-        from tfl.train import Trainer
+        from tfl.training.trainer import Trainer
 
         t0 = time.time()
         self._cfg = cfg  # the key of `_features`
@@ -314,7 +314,10 @@ class TwoStageTuner(base_tuner.BaseTuner):
         import contextlib
         import copy
 
-        from tfl import _frozen_bottom, backbones, features, model as model_lib
+        from tfl.models import backbones
+        from tfl.models import classifier as model_lib
+        from tfl.training import _frozen_bottom
+        from tfl.training import activations as features
 
         cfg = self._cfg
         with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():

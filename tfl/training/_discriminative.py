@@ -24,7 +24,7 @@ import math
 import sys
 import typing
 
-from tfl import model as model_lib
+from tfl.models import classifier as model_lib
 
 _CLASSES: dict = {}
 

@@ -159,7 +159,7 @@ def _check_value(param: Param, value: Value, what: str) -> None:
     if param.name in ("optimizer", "fine_tune_optimizer") and value not in OPTIMIZERS:
         raise UsageError(f"{what}: '{value}' is not one of {', '.join(OPTIMIZERS)}")
     if param.name == "backbone":
-        from tfl import backbones
+        from tfl.models import backbones
 
         try:
             backbones.get_backbone(value)

@@ -10,8 +10,8 @@ def load(spec: str, config: DataConfig):
     """Loads a prepared (or downloadable) tfds dataset as an `ImageData`."""
     import tensorflow_datasets as tfds
 
-    from tfl import datasets as local
-    from tfl.data import ImageData, Split
+    from tfl.data.loading import ImageData, Split
+    from tfl.data import datasets as local
 
     name = spec.strip("/")
     if local.is_local_builder(name.split("/")[0]):

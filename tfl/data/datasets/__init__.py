@@ -11,8 +11,8 @@ import os
 
 import tensorflow_datasets as tfds
 
-from tfl.datasets import synthetic_shapes  # noqa: F401  (registers builders)
-from tfl.datasets.synthetic_shapes import CLASS_NAMES, TflShapes
+from tfl.data.datasets import synthetic_shapes  # noqa: F401  (registers builders)
+from tfl.data.datasets.synthetic_shapes import CLASS_NAMES, TflShapes
 
 # Registered tfds names of the builders this package owns.
 LOCAL_BUILDERS = ("tfl_shapes",)

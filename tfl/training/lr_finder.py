@@ -237,7 +237,7 @@ def lr_find(config=None, *, stage: int = 1, out: typing.Optional[str] = None, mi
     from tfl import config as config_lib
     from tfl.config import TrainConfig
     from tfl.errors import UsageError
-    from tfl.train import Trainer
+    from tfl.training.trainer import Trainer
 
     if stage not in (1, 2):
         raise UsageError(f"--stage {stage}: the range test is for stage 1 or 2")
@@ -268,7 +268,7 @@ def stage_range_test(trainer, stage: int, model, train_ds, min_lr: float = 1e-7,
     """The range test of a `Trainer`'s stage: its loss, optimizer and strategy, on its stage datasets."""
     import time
 
-    from tfl import _optim
+    from tfl.training import _optim
 
     stage_cfg = trainer.config.stage1 if stage == 1 else trainer.config.stage2
     fixed = dataclasses.replace(stage_cfg, lr=1.0, schedule="constant", warmup_epochs=0.0)

@@ -13,8 +13,8 @@ import dataclasses
 import os
 import typing
 
-from tfl import _images
 from tfl.config import DataConfig
+from tfl.data import images as _images
 from tfl.errors import UsageError
 
 # Decoded float32 images are cached in memory up to this many bytes.
@@ -154,7 +154,7 @@ class ImageData:
         skipped: (path, reason) of files left out because they are unreadable.
         source: the source string it was loaded from.
         files: what the decode check learned about each file
-            (`tfl._images.FileInfo` by path; folder sources only).
+            (`tfl.data.images.FileInfo` by path; folder sources only).
         warnings: problems that did not stop loading (empty class folders,
             files outside class folders).
     """
@@ -208,7 +208,7 @@ def load_data(config: typing.Union[DataConfig, str], seed: int = 42) -> ImageDat
     if kind == "folder" and rest:
         return _load_folder(rest, config, seed)
     if kind == "tfds" and rest:
-        from tfl import _tfds
+        from tfl.data import _tfds
 
         return _tfds.load(rest, config)
     raise UsageError(f"--data '{config.source}' is not folder:PATH or tfds:NAME[/CONFIG]")

@@ -159,7 +159,7 @@ def check_data(source: typing.Union[str, DataConfig], *, backbone: typing.Option
         >>> report.counts["train"], report.skipped[:1]
         ([120, 80], [('photos/train/cats/x.jpg', 'empty file (0 bytes)')])
     """
-    from tfl.data import load_data
+    from tfl.data.loading import load_data
 
     if isinstance(source, DataConfig):
         config = dataclasses.replace(source, **data_options)
@@ -187,7 +187,7 @@ def _layout(config: DataConfig) -> str:
 def inspect_data(data, backbone: typing.Optional[str] = None, image_size: typing.Optional[int] = None,
                  class_weight: typing.Optional[str] = None) -> DataReport:
     """The `DataReport` of already loaded `ImageData` (no file is read again)."""
-    from tfl import backbones
+    from tfl.models import backbones
 
     min_side = 0
     if backbone:
@@ -250,8 +250,8 @@ def check_options(cfg: TrainConfig, *, out: typing.Optional[str] = None, resume:
     Examples:
         >>> check_options(cfg, out="runs/ants")  # silent when everything is usable
     """
-    from tfl import backbones
     from tfl import config as config_lib
+    from tfl.models import backbones
 
     if out:
         from tfl.runs import RunFolder
@@ -270,7 +270,7 @@ def check_options(cfg: TrainConfig, *, out: typing.Optional[str] = None, resume:
     for name in ("stage1", "stage2"):
         _check_lr(getattr(cfg, name).lr, _STAGE_OPTIONS[name])
     if cfg.strategy == "multiworker":
-        from tfl.strategy import check_tf_config
+        from tfl.training.strategy import check_tf_config
 
         check_tf_config()
     if cfg.data.source.startswith("folder:") and not os.path.isdir(cfg.data.source[len("folder:"):]):
@@ -300,7 +300,8 @@ def _check_unfreeze(spec, unfreeze) -> None:
     blocks = re.fullmatch(r"(\d+)\s*(blocks?|b)", text)
     if not (re.fullmatch(r"[1-9]\d*", text) or (blocks and int(blocks.group(1)) > 4)):
         return
-    from tfl import backbones, model as model_lib
+    from tfl.models import backbones
+    from tfl.models import classifier as model_lib
 
     backbone = backbones.build_backbone(spec, max(spec.min_size, 32), weights=None)
     try:

@@ -27,9 +27,10 @@ import typing
 
 import numpy as np
 
-from tfl import _serving, _tflite
 from tfl.errors import TflError, UsageError
 from tfl.runs import disk_full_is_one_line, is_disk_full
+from tfl.serving import saved_model as _serving
+from tfl.serving import tflite as _tflite
 
 # Largest |SavedModel - Keras| probability difference accepted.
 TOLERANCE = 1e-4
@@ -80,8 +81,8 @@ def export(run_dir: str, out: str = "exports", *, name: typing.Optional[str] = N
         >>> result.path
         'exports/ants/1'
     """
-    from tfl.prediction import load_model
     from tfl.runs import RunFolder
+    from tfl.serving.prediction import load_model
 
     run = RunFolder(run_dir)
     if not run.is_trained():
@@ -137,7 +138,7 @@ def _disk_full_hint(model_dir: str, version: int) -> str:
 
 def _add_tflite(folder, modes, model, split, image_size, batch_size) -> dict:
     """Converts and scores each TFLite mode on the whole validation split."""
-    from tfl.evaluation import predict_probabilities
+    from tfl.serving.evaluation import predict_probabilities
 
     if not modes:
         return {}
@@ -191,7 +192,7 @@ def _choose_version(model_dir: str, version: typing.Optional[int]) -> int:
 
 
 def _validation_split(cfg, data: typing.Optional[str], class_names):
-    from tfl.data import load_data
+    from tfl.data.loading import load_data
 
     dcfg = dataclasses.replace(cfg.data, source=data or cfg.data.source, download=False)
     try:
@@ -267,7 +268,7 @@ def verify(path: str, model, samples: typing.Sequence[bytes], image_size: int, m
     """
     import tensorflow as tf
 
-    from tfl.data import decode_image, resize_image
+    from tfl.data.loading import decode_image, resize_image
 
     loaded = tf.saved_model.load(path)
     sig = loaded.signatures

@@ -7,7 +7,6 @@ import weakref
 
 import numpy as np
 
-
 # model -> its traced inference function; weak, so a model that is dropped frees both.
 _CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -99,10 +98,10 @@ def evaluate(run_dir: str, data: typing.Optional[str] = None, split: str = "val"
         >>> tfl.evaluate("runs/ants")["accuracy"]
         0.9...
     """
-    from tfl import data as data_lib
+    from tfl.data import loading as data_lib
     from tfl.errors import UsageError
-    from tfl.prediction import load_model
     from tfl.runs import RunFolder
+    from tfl.serving.prediction import load_model
 
     run = RunFolder(run_dir)
     cfg = run.read_config()

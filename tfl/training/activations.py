@@ -15,7 +15,7 @@ and the seed, and the data (paths, sizes and modification times of the files,
 or the tfds split). A changed backbone, weights file, size or dataset gets a
 new digest, so a stale cache is never read; a resumed run finds its own.
 
-Given a `split` (`tfl._frozen_bottom.BottomSplit`), the same pass also keeps
+Given a `split` (`tfl.training._frozen_bottom.BottomSplit`), the same pass also keeps
 the activations where stage 2's trainable layers begin, so that stage 2
 trains the top of the backbone without running its frozen bottom again.
 """
@@ -30,7 +30,7 @@ import shutil
 
 import numpy as np
 
-from tfl import model as model_lib
+from tfl.models import classifier as model_lib
 
 # Features bigger than this go to disk (when a cache folder is given).
 MEMORY_BUDGET_BYTES = 1024**3
@@ -119,7 +119,7 @@ class FeatureCache:
             (the run folder's `features/`); `None` keeps them in memory.
         memory_budget: bytes of features kept in memory; default
             `default_memory_budget()`.
-        split: a `tfl._frozen_bottom.BottomSplit`: also keep, in the same
+        split: a `tfl.training._frozen_bottom.BottomSplit`: also keep, in the same
             pass, the activations at stage 2's cut (`bottom`), when they fit
             in memory too.
 
@@ -150,7 +150,7 @@ class FeatureCache:
         fns = [plain] + [augmented] * (self.copies - 1)
         images = self.copies * len(data.train) + len(data.val)
         if not self.on_disk and split is not None and self.nbytes + images * split.nbytes_per_image <= budget:
-            from tfl import _frozen_bottom
+            from tfl.training import _frozen_bottom
 
             train_acts, val_acts, self.train, self.val = _frozen_bottom.compute(split, train_images, val_images,
                                                                                 self.copies)
@@ -171,7 +171,7 @@ class FeatureCache:
 
     def train_dataset(self, label_fn, batch_size: int, seed: int = 0, shuffle: bool = True):
         """Endless batches in which each epoch of ceil(n / batch_size) steps is one copy."""
-        from tfl.data import with_options
+        from tfl.data.loading import with_options
 
         parts = None
         for i, feats in enumerate(self.train):
@@ -184,7 +184,7 @@ class FeatureCache:
         return with_options(parts.repeat().map(lambda x, y: (x, label_fn(y))).prefetch(2))
 
     def val_dataset(self, label_fn, batch_size: int):
-        from tfl.data import with_options
+        from tfl.data.loading import with_options
 
         ds = self._features(None, self.val, self.val_labels).batch(batch_size).map(lambda x, y: (x, label_fn(y)))
         if not self.on_disk:

@@ -70,8 +70,8 @@ def report(run_dir: str, out_dir: typing.Optional[str] = None, *, data: typing.O
     class_names = run.read_class_names()
     model, chosen, source = _model_and_split(run, cfg, class_names, data, split, model, image_data)
 
-    from tfl import _plots
-    from tfl.evaluation import classification_metrics, predict_probabilities
+    from tfl.reports import _plots
+    from tfl.serving.evaluation import classification_metrics, predict_probabilities
 
     size = int(model.input_shape[1])
     probs, labels = predict_probabilities(model, chosen.dataset(size, batch_size))
@@ -109,8 +109,8 @@ def report(run_dir: str, out_dir: typing.Optional[str] = None, *, data: typing.O
 
 
 def _model_and_split(run, cfg, class_names, data, split, model, image_data):
-    from tfl import data as data_lib
-    from tfl.prediction import load_model
+    from tfl.data import loading as data_lib
+    from tfl.serving.prediction import load_model
 
     if model is None:
         model = load_model(run.path)
@@ -159,7 +159,7 @@ def _load_images(split, indices: typing.List[int], size: int) -> dict:
     """index -> uint8 RGB image as the model saw it (same decode and resize)."""
     import tensorflow as tf
 
-    from tfl.data import decode_image, resize_image
+    from tfl.data.loading import decode_image, resize_image
 
     def prepared(image):
         return resize_image(image, size).numpy().round().astype(np.uint8)
@@ -248,7 +248,7 @@ def report_search(trials: typing.Sequence[dict], out_dir: str, *, objective: str
         >>> report_search([{"trial_id": "0", "hyperparameters": {"lr": 1e-3}, "score": 0.9}], "search/report")
         'search/report/index.html'
     """
-    from tfl import _plots
+    from tfl.reports import _plots
 
     trials = [normalise_trial(t) for t in trials]
     if not trials:

@@ -19,12 +19,12 @@ import sys
 import time
 import typing
 
-from tfl import _checkpoint, _optim
 from tfl import config as config_lib
-from tfl import model as model_lib
 from tfl.config import TrainConfig
 from tfl.errors import UsageError
+from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
+from tfl.training import _checkpoint, _optim
 
 
 @dataclasses.dataclass
@@ -102,7 +102,9 @@ class Trainer:
     def _setup(self):
         import keras
 
-        from tfl import backbones, data as data_lib, strategy as strategy_lib
+        from tfl.data import loading as data_lib
+        from tfl.models import backbones
+        from tfl.training import strategy as strategy_lib
 
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
@@ -132,7 +134,7 @@ class Trainer:
 
     def _log_data_problems(self, spec, limit: int = 50):
         """One line per problem, the same lines as `tfl check` (training uses the good images)."""
-        from tfl import checks
+        from tfl.data import checks
 
         report = checks.inspect_data(self.data, spec.name, self.image_size, self.config.class_weight)
         problems = report.problems()
@@ -150,7 +152,7 @@ class Trainer:
     def _class_weight(self):
         if self.config.class_weight != "balanced":
             return None
-        from tfl import checks
+        from tfl.data import checks
 
         return checks.balanced_class_weights(self.data.class_counts())
 
@@ -164,7 +166,7 @@ class Trainer:
                 [keras.metrics.CategoricalAccuracy(name="accuracy")])
 
     def _compile(self, model, stage, stage_cfg, steps_per_epoch, groups=None, lr=None):
-        from tfl import model as model_lib
+        from tfl.models import classifier as model_lib
 
         jit = self.config.jit_compile
         blocking = model_lib.layers_without_xla(model) if jit else []
@@ -189,12 +191,12 @@ class Trainer:
 
     # -- learning rates ---------------------------------------------------------------------
     def _range_test(self, stage, model, train_ds, **kwargs):
-        from tfl import lr_finder
+        from tfl.training import lr_finder
 
         return lr_finder.stage_range_test(self, stage, model, train_ds, **kwargs)
 
     def _stage_lr(self, stage, stage_cfg, state, model, train_ds, steps_per_epoch):
-        from tfl import _discriminative
+        from tfl.training import _discriminative
 
         return _discriminative.stage_learning_rate(self, stage, stage_cfg, state, model, train_ds)
 
@@ -233,7 +235,6 @@ class Trainer:
         return state
 
     def _stage1(self):
-        from tfl import features
 
         cfg = self.config
         head = self.model.get_layer("head")
@@ -244,7 +245,8 @@ class Trainer:
 
     def _stage1_inputs(self):
         """The head and its datasets of cached backbone features."""
-        from tfl import _frozen_bottom, features
+        from tfl.training import _frozen_bottom
+        from tfl.training import activations as features
 
         cfg = self.config
         head = self.model.get_layer("head")
@@ -280,7 +282,7 @@ class Trainer:
              f"{sum(int(w.numpy().size) for w in self.model.trainable_weights):,} trainable parameters")
         self.unfrozen_layers = names
         _checkpoint.StageState(self.run, 2).commit(unfrozen_layers=names)
-        from tfl import _frozen_bottom
+        from tfl.training import _frozen_bottom
 
         with self.strategy.scope():  # a model made outside the scope cannot fit under the strategy
             cut = _frozen_bottom.stage2_inputs(self, _checkpoint.StageState(self.run, 2))
@@ -336,7 +338,7 @@ class Trainer:
 
     def _report(self):
         try:
-            from tfl.reporting import report
+            from tfl.reports.report import report
 
             _log(f"report: {report(self.run.path, model=self.model, image_data=self.data)}")
         except Exception as e:  # noqa: BLE001 - a report is a convenience; it must never fail a finished run

@@ -31,7 +31,7 @@ def make_optimizer(stage: StageConfig, steps_per_epoch: int, groups=None, lr=Non
     Args:
         stage: the stage configuration.
         steps_per_epoch: optimizer steps per epoch (for the schedule).
-        groups: a `tfl._discriminative.LayerGroups`: per-variable learning
+        groups: a `tfl.training._discriminative.LayerGroups`: per-variable learning
             rates (discriminative rates, gradual unfreezing).
         lr: the peak learning rate when `stage.lr` is not a number (`auto`
             resolved by the LR finder, or the high end of a range).
@@ -56,7 +56,7 @@ def make_optimizer(stage: StageConfig, steps_per_epoch: int, groups=None, lr=Non
         raise ValueError(f"unknown optimizer {stage.optimizer}")
     if groups is None:
         return cls(rate, **kwargs)
-    from tfl import _discriminative
+    from tfl.training import _discriminative
 
     optimizer = _discriminative.scaled_class(cls)(rate, **kwargs)
     _discriminative.attach(optimizer, groups.multipliers(0))

@@ -24,11 +24,13 @@ import typing
 
 import keras_tuner as kt
 
-from tfl import _distributed, _search_space, _tuner
 from tfl import config as config_lib
 from tfl.config import TrainConfig
 from tfl.errors import TflError, UsageError
 from tfl.runs import RunFolder, atomic_write_json, read_json
+from tfl.tuning import distributed as _distributed
+from tfl.tuning import space as _search_space
+from tfl.tuning import tuner as _tuner
 
 
 class HyperModel(kt.HyperModel):
@@ -184,7 +186,8 @@ def tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/tune", *,
     oracle.deadline = deadline
     strategy = None
     if role != "chief":
-        from tfl import data as data_lib, strategy as strategy_lib
+        from tfl.data import loading as data_lib
+        from tfl.training import strategy as strategy_lib
 
         strategy = strategy_lib.get_strategy(cfg.strategy)
         _tuner.log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica"

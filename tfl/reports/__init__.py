@@ -1,0 +1,1 @@
+"""Reports: the HTML page written beside every run and search."""
