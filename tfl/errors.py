@@ -1,7 +1,8 @@
 """Errors that tfl reports as one line instead of a traceback.
 
-`UsageError` means the user asked for something that cannot work (exit 2);
-`TflError` is any other expected failure (exit 1).
+Every expected failure is a `TflError`: `UsageError` means the user asked for
+something that cannot work (exit 2); any other `TflError` is an expected
+failure of the run (exit 1). The CLI matches these classes, nothing else.
 """
 
 
@@ -11,3 +12,15 @@ class TflError(Exception):
 
 class UsageError(TflError, ValueError):
     """A bad option or bad input, reported as one line (exit status 2)."""
+
+
+class UnknownBackboneError(UsageError):
+    """A backbone name that is not in the registry (the message suggests close names)."""
+
+
+class ImageSizeError(UsageError):
+    """An image size the backbone cannot take (below its minimum)."""
+
+
+class WeightsUnavailableError(TflError, RuntimeError):
+    """ImageNet weights that are neither cached nor downloadable (the message says where to put the file)."""

@@ -19,8 +19,7 @@ def _one_line(e: BaseException) -> str:
 def _is_usage(e: BaseException) -> bool:
     from tfl.errors import UsageError
 
-    # The backbone registry raises ValueError subclasses for bad names and sizes.
-    return isinstance(e, UsageError) or type(e).__name__ in ("UnknownBackboneError", "ImageSizeError")
+    return isinstance(e, UsageError)
 
 
 class TflGroup(click.Group):

@@ -23,12 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
 
 
-class UnknownBackboneError(ValueError):
-    """Raised when a backbone name is not in the registry."""
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Raised when ImageNet weights are neither cached nor downloadable."""
+from tfl.errors import ImageSizeError, UnknownBackboneError, WeightsUnavailableError  # noqa: E402,F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,15 +159,9 @@ def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
 
 
 def _keras_home() -> str:
-    # Once keras is imported its cache dir is frozen, so ask it; otherwise
-    # replicate keras.src.backend.config without paying for the import.
-    if "keras" in sys.modules:
-        from keras.src.backend import config
-        return config.keras_home()
-    if "KERAS_HOME" in os.environ:
-        return os.environ["KERAS_HOME"]
-    base = os.path.expanduser("~")
-    return os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    from tfl import _compat
+
+    return _compat.keras_home()
 
 
 def imagenet_weights_file(spec: BackboneSpec | str,
@@ -233,7 +222,7 @@ def build_backbone(spec_or_name: BackboneSpec | str, image_size: int,
     spec = get_backbone(spec_or_name)
     image_size = int(image_size)
     if image_size < spec.min_size:
-        raise ValueError(
+        raise ImageSizeError(
             f"image size {image_size} is below {spec.name}'s minimum of "
             f"{spec.min_size}; use --image-size {spec.min_size} or more")
     if weights is None:

@@ -156,7 +156,9 @@ def layers_without_xla(model) -> typing.List[str]:
     that trains the whole classifier on images cannot use XLA; the stages on
     cached features and activations can.
     """
-    layers = model._flatten_layers()  # every nested layer: the augmentation is a sub-model
+    from tfl import _compat
+
+    layers = _compat.all_layers(model)  # every nested layer: the augmentation is a sub-model
     return sorted({type(layer).__name__ for layer in layers if not getattr(layer, "supports_jit", True)})
 
 

@@ -23,6 +23,7 @@ import typing
 
 import numpy as np
 
+from tfl import _compat
 from tfl.models import classifier as model_lib
 
 
@@ -53,10 +54,9 @@ class BottomSplit:
         index = {id(layer): i for i, layer in enumerate(backbone.layers)}
         cut = []  # tensors made below the first unfrozen layer and used from it on
         for layer in backbone.layers[first:]:
-            for node in layer._inbound_nodes:
-                for t in node.input_tensors:
-                    if index.get(id(t._keras_history.operation), first) < first and all(t is not c for c in cut):
-                        cut.append(t)
+            for t in _compat.layer_input_tensors(layer):
+                if index.get(id(_compat.producing_layer(t)), first) < first and all(t is not c for c in cut):
+                    cut.append(t)
         single = len(cut) == 1
         bottom_part = keras.Model(backbone.input, cut[0] if single else cut, name="frozen_bottom")
         top_part = keras.Model(cut[0] if single else cut, backbone.output, name="unfrozen_top")

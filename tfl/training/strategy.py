@@ -85,77 +85,8 @@ def split_cpu(n: int = 2) -> None:
                          "call tfl.training.strategy.split_cpu before making any model or tensor") from None
 
 
-def _in_multi_worker_mode(strategy) -> bool:
-    import tensorflow as tf
-
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())
-
-
-def _needs_a_batch(model) -> bool:
-    """What Keras' `_symbolic_build` checks before it looks at a batch."""
-    metrics, loss = model._compile_metrics, model._compile_loss
-    return (not all(layer.built for layer in model._flatten_layers())
-            or (metrics is not None and not metrics.built) or (loss is not None and not loss.built))
-
-
 def patch_keras_for_strategies() -> None:
-    """Fixes Keras 3's TensorFlow trainer under tf.distribute strategies (installed once).
+    """Keras 3's fit under tf.distribute strategies needs a fix (keras-team/keras#20585): see `tfl._compat`."""
+    from tfl import _compat
 
-    Under MultiWorkerMirroredStrategy, Keras 3.x `fit` fails
-    (keras-team/keras#20585) in two places, both fixed here for that
-    strategy only:
-
-    1. `_maybe_symbolic_build` reduces the first distributed batch with
-       `strategy.reduce("MEAN", batch, axis=None)` to get an example batch;
-       the collective reduce cannot take a PerReplica of inputs and raises
-       "Attempt to convert a value (PerReplica...) to a Tensor". The
-       symbolic build needs only shapes and dtypes, so this worker's first
-       replica's slice of the batch is enough.
-    2. `reduce_per_replica` reduces the step outputs (loss and metric
-       scalars) with `strategy.reduce("MEAN", v, axis=0)`, which fails on
-       scalars; they are averaged over the replicas instead (`axis=None`).
-
-    Under any strategy (Mirrored too), `_maybe_symbolic_build` runs at every
-    `evaluate`, so at every epoch's validation, and pulls a batch through a
-    new distributed iterator (about 0.6 s on a CPU) even when the model is
-    long built and the batch is ignored; it is skipped then. Without a
-    strategy Keras' own code runs unchanged.
-    """
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if getattr(tf_trainer, "_tfl_strategy_patch", False):
-        return
-    import tensorflow as tf
-
-    keras_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
-    keras_reduce = tf_trainer.reduce_per_replica
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is None or strategy is None:
-            return keras_build(self, iterator=iterator, data_batch=data_batch)
-        if not _needs_a_batch(self):
-            with strategy.scope():
-                self._symbolic_build(data_batch=None)  # builds the optimizer if it is not yet
-            return
-        if not _in_multi_worker_mode(strategy):
-            return keras_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            data_batch = tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v, next(it))
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean") or not _in_multi_worker_mode(strategy):
-            return keras_reduce(values, strategy, reduction)
-        return tree.map_structure(
-            lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
-
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    tf_trainer._tfl_strategy_patch = True
+    _compat.patch_keras_for_strategies()

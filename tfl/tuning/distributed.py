@@ -68,25 +68,11 @@ def serve(oracle, poll: float = 0.5) -> None:
     Keras Tuner's own `start_server` checks every 20 s once stopping and never
     shuts the server down; this one polls often and stops the server cleanly.
     """
-    from concurrent import futures
+    from tfl import _compat
 
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     address = f"{os.environ[IP]}:{os.environ[PORT]}"
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError:
-        bound = 0
-    if not bound:
+
+    def cannot_bind():
         raise UsageError(f"--chief {address}: cannot listen there (port in use or not a local address)")
-    server.start()
-    try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
-            time.sleep(poll)
-    finally:
-        server.stop(grace=2).wait()
+
+    _compat.serve_oracle(oracle, address, poll, cannot_bind)
