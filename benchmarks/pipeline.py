@@ -133,7 +133,7 @@ def stage2_cut_rate(image_size, batch_size, steps, *, mixed_precision=False, jit
     from tfl.config import TrainConfig
     from tfl.models import backbones
     from tfl.models import classifier as model_lib
-    from tfl.training import _frozen_bottom
+    from tfl.training import plan as plan_lib
 
     _common.reset_keras(0)
     if mixed_precision:
@@ -142,7 +142,7 @@ def stage2_cut_rate(image_size, batch_size, steps, *, mixed_precision=False, jit
     cfg.model.image_size = image_size
     model = model_lib.build_model(cfg.model, 2)
     block_ids = backbones.block_ids("mobilenet_025", model_lib.backbone_of(model))
-    split = _frozen_bottom.stage2_split(model, cfg, block_ids)
+    split = plan_lib.stage2_split(model, cfg, block_ids)
     model_lib.unfreeze(model, "2blocks", block_ids)
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, *split.shapes[0]), dtype=np.float32)

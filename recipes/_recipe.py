@@ -91,13 +91,11 @@ class Recipe:
 
     def run(self, cfg, out: str, overwrite: bool = False, resume: bool = False):
         """Trains `cfg` into `out` and prints both stages' results next to the expected one."""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from tfl import _quiet_import
+        import tfl
         from tfl.cli._common import quiet_tf
 
-        _quiet_import.install()  # TensorFlow's start-up lines that TF_CPP_MIN_LOG_LEVEL misses
+        tfl.quiet_tensorflow()  # TensorFlow's start-up lines
         quiet_tf()
-        import tfl
 
         result = tfl.fine_tune(cfg, out=out, overwrite=overwrite, resume=resume)
         for stage, m in (("stage 1", result.stage1), ("stage 2", result.stage2)):

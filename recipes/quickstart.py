@@ -21,11 +21,9 @@ import os
 
 import click
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported: no C++ log wall
+import tfl  # noqa: E402 (cheap: TensorFlow is imported on first use)
 
-from tfl import _quiet_import  # noqa: E402
-
-_quiet_import.install()  # and the start-up lines that TF_CPP_MIN_LOG_LEVEL misses
+tfl.quiet_tensorflow()  # before TensorFlow is imported: no C++ start-up lines
 
 
 @click.command()

@@ -1,5 +1,5 @@
 """Shared fixtures: the real data in ../shared, a KERAS_HOME with real weights,
-and one trained run that many tests reuse.
+and one trained run that many tests reuse. Helper functions (`run_tfl`, ...) are in helpers.py.
 
 KERAS_HOME must be set before Keras is imported, so it is set here, at
 import time of the test session, on a temporary copy of
@@ -7,7 +7,6 @@ import time of the test session, on a temporary copy of
 read-only).
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -18,8 +17,9 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.normpath(os.environ.get("TFL_SHARED", os.path.join(REPO, "..", "shared")))
+# fill_disk, run_tfl and small_disk are not used here: they stay importable from conftest only until
+# test_tuning.py and test_distributed.py import them from helpers, as the other test modules do.
+from helpers import BENCHMARKS, REPO, SHARED, fill_disk, run_tfl, small_disk  # noqa: F401
 
 if not os.path.isdir(SHARED):
     raise RuntimeError(f"the tests need the shared data folder beside the repo: {SHARED} is missing "
@@ -29,6 +29,9 @@ _KERAS_HOME = tempfile.mkdtemp(prefix="tfl-keras-home-")
 shutil.copytree(os.path.join(SHARED, "keras-weights"), _KERAS_HOME, dirs_exist_ok=True)
 os.environ["KERAS_HOME"] = _KERAS_HOME
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `from keras_guide import keras_guide_recipe` (test_defaults.py); appended, so it shadows nothing installed.
+if BENCHMARKS not in sys.path:
+    sys.path.append(BENCHMARKS)
 
 
 @pytest.fixture(scope="session")
@@ -82,9 +85,11 @@ def pytest_collection_finish(session):
     log = open(os.path.join(folder, "log.txt"), "w")
     datasets = [os.path.join(SHARED, "datasets", name) for name in _GUIDE_DATASETS]
     _guide["folder"] = folder
+    # The script imports keras_guide from benchmarks/.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), BENCHMARKS) if p)}
     _guide["proc"] = subprocess.Popen(
         [sys.executable, os.path.join(REPO, "tests", "_keras_guide_baseline.py"), folder, *datasets],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=lambda: os.nice(10))
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, preexec_fn=lambda: os.nice(10))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -111,38 +116,6 @@ def keras_guide_baseline():
             return json.load(f)
 
     return get
-
-
-@contextlib.contextmanager
-def small_disk(path, size):
-    """A real tmpfs of `size` (e.g. "64m") mounted at `path`; skips the test where mounting is not allowed."""
-    os.makedirs(path)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill up: {proc.stderr.strip()}")
-    try:
-        yield str(path)
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill_disk(disk, leave):
-    """Fills the file system of `disk` until `leave` bytes are free."""
-    left = shutil.disk_usage(disk).free - leave
-    with open(os.path.join(disk, "ballast"), "wb") as f:  # written, not sparse: tmpfs counts written pages
-        while left > 0:
-            left -= f.write(bytes(min(left, 1 << 20)))
-
-
-def run_tfl(*args, check=True, timeout=900, env=None, cwd=None):
-    """Runs the real `tfl` command line in a subprocess; returns CompletedProcess."""
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "tfl", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=cwd or REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tfl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,14 @@ import subprocess
 import sys
 import textwrap
 
+import helpers
 import numpy as np
 import pytest
 
 from tfl.models import backbones as B
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_WEIGHTS = REPO.parent / "shared" / "keras-weights"
+REPO = pathlib.Path(helpers.REPO)
+SHARED_WEIGHTS = pathlib.Path(helpers.SHARED) / "keras-weights"
 MOBILENET_025_H5 = SHARED_WEIGHTS / "models" / "mobilenet_2_5_224_tf_no_top.h5"
 # Heavy models build by default (the registry promise is that every entry builds); TFL_FAST_TESTS=1 skips them.
 RUN_SLOW = os.environ.get("TFL_FAST_TESTS") != "1"

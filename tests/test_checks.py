@@ -15,7 +15,7 @@ import sys
 import zlib
 
 import pytest
-from conftest import REPO, run_tfl
+from helpers import REPO, run_tfl
 from PIL import Image
 
 from tfl.data import checks

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, run_tfl
+from helpers import REPO, run_tfl
 
 
 def test_help_is_fast_and_does_not_import_tensorflow():

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 _PROBE = """
 import sys

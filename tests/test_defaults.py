@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from conftest import run_tfl
+from helpers import run_tfl
 from keras_guide import keras_guide_recipe
 
 from tfl.config import TrainConfig

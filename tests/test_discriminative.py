@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import run_tfl
+from helpers import run_tfl
 
 from tfl.config import ModelConfig, StageConfig, TrainConfig, parse_lr
 from tfl.data import loading as data_lib

@@ -268,7 +268,7 @@ def test_full_disk_during_export_fails_in_one_line_and_keeps_earlier_versions(ex
     import shutil
 
     import tensorflow as tf
-    from conftest import fill_disk, run_tfl, small_disk
+    from helpers import fill_disk, run_tfl, small_disk
 
     with small_disk(tmp_path / "disk", "32m") as disk:
         shutil.copytree(os.path.join(exported["out"], NAME, "1"), os.path.join(disk, NAME, "1"))

@@ -12,7 +12,7 @@ import pytest
 
 from tfl.config import ModelConfig, TrainConfig
 from tfl.data.loading import load_data
-from tfl.training import activations as features
+from tfl.training.activations import ActivationStore
 
 
 def _head_snapshots():
@@ -102,7 +102,7 @@ def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tm
 
     from tfl.models import backbones
     from tfl.models import classifier as model_lib
-    from tfl.training import _frozen_bottom
+    from tfl.training import plan as plan_lib
     from tfl.training.trainer import Trainer
 
     class Stages(keras.callbacks.Callback):
@@ -131,7 +131,7 @@ def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tm
     # Stage 2 from the same start: the whole model on images, its top 2 blocks unfrozen.
     model = model_lib.build_model(cfg.model, 2, seed=cfg.seed)
     block_ids = backbones.block_ids("mobilenet_025", model_lib.backbone_of(model))
-    split = _frozen_bottom.stage2_split(model, cfg, block_ids)
+    split = plan_lib.stage2_split(model, cfg, block_ids)
     split.top.set_weights(stages.stages[1]["all"])
     model_lib.unfreeze(model, "2blocks", block_ids)
     _end_to_end(model, cfg, 3, keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
@@ -155,8 +155,8 @@ def _cache(data, cache_dir, backbone="mobilenet_025", weights="imagenet", size=6
         _MODELS[key] = model_lib.build_model(ModelConfig(backbone=backbone, weights=weights, image_size=size,
                                                          augment=copies > 1), data.num_classes, seed=0)
     model = _MODELS[key]
-    return features.FeatureCache(model, data, size, 8, copies=copies, seed=1, cache_dir=str(cache_dir),
-                                 memory_budget=budget)
+    store = ActivationStore(cache_dir=str(cache_dir), memory_budget=budget)
+    return store.features(model, data, size, 8, copies=copies, seed=1)
 
 
 def _epoch_rows(cache, copy_steps):

@@ -6,13 +6,13 @@ import os
 import shutil
 
 import pytest
-from conftest import run_tfl
+from helpers import run_tfl
 from PIL import Image
 
 from tfl.config import TrainConfig
 from tfl.runs import RunFolder
-from tfl.training import activations as features
 from tfl.training import lr_finder
+from tfl.training.activations import ActivationStore
 from tfl.training.trainer import Trainer
 
 SIZE = 128
@@ -20,16 +20,8 @@ SIZE = 128
 
 @pytest.fixture(scope="module")
 def shared_features():
-    """A FeatureCache factory that computes the backbone features once for this module's runs."""
-    caches = {}
-
-    def factory(model, data, image_size, batch_size, copies=1, seed=0, **kwargs):
-        key = (image_size, copies, seed)
-        if key not in caches:
-            caches[key] = features.FeatureCache(model, data, image_size, batch_size, copies=copies, seed=seed)
-        return caches[key]
-
-    return factory
+    """One activation store for this module's runs: the backbone features are computed once."""
+    return ActivationStore()
 
 
 def _stage1_config(data, lr, epochs=5):
@@ -56,7 +48,7 @@ def test_suggestions_on_a_known_curve():
 def test_lr_auto_uses_the_suggestion_and_it_beats_100_times_it(tmp_path, hymenoptera, shared_features):
     """`--lr auto` runs the range test, trains with its suggestion, and that beats a run at 100x."""
     auto = Trainer(_stage1_config(hymenoptera, "auto"), str(tmp_path / "auto"), verbose=0,
-                   features=shared_features, report=False).fit()
+                   store=shared_features, report=False).fit()
     run = RunFolder(auto.run_dir)
     lr = run.read_state()["stage1"]["lr_found"]
     assert 1e-5 < lr < 1.0
@@ -70,7 +62,7 @@ def test_lr_auto_uses_the_suggestion_and_it_beats_100_times_it(tmp_path, hymenop
     assert min(curve["smoothed"]) < curve["smoothed"][0] < max(curve["smoothed"])
 
     high = Trainer(_stage1_config(hymenoptera, 100 * lr), str(tmp_path / "high"), verbose=0,
-                   features=shared_features, report=False).fit()
+                   store=shared_features, report=False).fit()
     assert auto.stage1["val_accuracy"] > high.stage1["val_accuracy"]
     assert auto.stage1["val_loss"] < high.stage1["val_loss"]
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
+from helpers import REPO
 
 RECIPES = os.path.join(REPO, "recipes")
 NAMES = ["tf_flowers", "cats_vs_dogs", "beans", "oxford_iiit_pet", "oxford_flowers102", "caltech101",

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import run_tfl
+from helpers import run_tfl
 from PIL import Image
 
 IMAGES = ("training_curves", "confusion_matrix", "mistakes")

@@ -12,7 +12,7 @@ import os
 import shutil
 
 import pytest
-from conftest import fill_disk, run_tfl, small_disk
+from helpers import fill_disk, run_tfl, small_disk
 
 from tfl.runs import RunFolder
 
@@ -147,7 +147,8 @@ def test_full_disk_fails_in_one_line_and_keeps_the_last_good_checkpoint(small_da
         for key in ("last", "best"):
             with h5py.File(os.path.join(run, "checkpoints", state["stage2"][key]), "r") as f:
                 arrays = []
-                f.visititems(lambda name, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+                f.visititems(lambda name, obj, found=arrays: found.append(obj[()])
+                             if isinstance(obj, h5py.Dataset) else None)
                 assert len(arrays) > 10 and all(np.isfinite(a).all() for a in arrays if a.dtype.kind == "f")
         with np.load(os.path.join(run, "checkpoints", state["stage2"]["optimizer"])) as slots:
             assert len(slots.files) > 2 and all(np.isfinite(slots[k]).all() for k in slots.files)

@@ -70,8 +70,8 @@ def test_hypermodel_build_is_pure_and_maps_every_value():
     import keras_tuner as kt
 
     from tfl.config import TrainConfig
-    from tfl.tuning.search import HyperModel
     from tfl.tuning import space as ss
+    from tfl.tuning.search import HyperModel
 
     base = TrainConfig()
     base.data.source = "folder:/nowhere"
@@ -116,17 +116,23 @@ def test_cli_refuses_bad_searches_in_one_line(tmp_path):
 @pytest.mark.parametrize("name", ["random", "grid", "bayesian", "hyperband"])
 def test_every_tuner_drives_the_recipe_configs(tmp_path, name):
     """Keras Tuner's four oracles over tfl's space; the trial's training is replaced by a score of its config."""
+    import keras_tuner as kt
+
     from tfl.config import TrainConfig
-    from tfl.tuning.search import HyperModel, trial_rows
     from tfl.tuning import space as ss
     from tfl.tuning import tuner as _tuner
+    from tfl.tuning.search import HyperModel, trial_rows
 
-    runs = []
+    runs, run_dirs = [], []
+
+    def score(cfg):
+        return 1 - abs(cfg.stage1.lr - 0.01) - 0.1 * len(cfg.model.head.dense) + cfg.seed / 1e3
 
     class Scored(_tuner.TwoStageTuner):
         def _run(self, cfg, run_dir, continue_from, trial_id):
             runs.append((trial_id, cfg, continue_from))
-            return {"val_accuracy": 1 - abs(cfg.stage1.lr - 0.01) - 0.1 * len(cfg.model.head.dense) + cfg.seed / 1e3}
+            run_dirs.append(os.path.relpath(run_dir, self.search_dir))
+            return {"val_accuracy": score(cfg)}
 
     base = TrainConfig()
     base.stage2.epochs = 4  # Hyperband: 5 trials of 2 stage-2 epochs, then the best 2 continued to 4
@@ -135,11 +141,18 @@ def test_every_tuner_drives_the_recipe_configs(tmp_path, name):
     oracle = _tuner.make_oracle(name, "val_accuracy", 7, seed=1, max_epochs=base.stage2.epochs)
     executions = 2 if name == "random" else 1
     tuner = Scored(oracle, HyperModel(base, space), str(tmp_path / name), executions_per_trial=executions)
+    assert type(oracle) is _tuner.ORACLES[name] and isinstance(tuner, kt.Tuner)  # public Keras Tuner classes
     tuner.search()
     rows = trial_rows(tuner)
     assert len(runs) == executions * len(rows)
     if executions == 2:  # each trial runs twice, with seeds 42 and 43, into two run folders
         assert [c.seed for _, c, _ in runs[:2]] == [42, 43] and runs[0][1].stage1.lr == runs[1][1].stage1.lr
+        assert run_dirs[:2] == [os.path.join("trials", runs[0][0]), os.path.join("trials", runs[0][0] + ".1")]
+        for r in rows:  # the trial's score is the mean of its executions'
+            mine = [score(c) for t, c, _ in runs if t == r["trial_id"]]
+            assert len(mine) == 2 and r["score"] == pytest.approx(sum(mine) / 2)
+    else:
+        assert run_dirs == [os.path.join("trials", t) for t, _, _ in runs]
     assert 3 <= len(rows) <= 7 and all(r["status"] == "COMPLETED" for r in rows)
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert len({(c.stage1.lr, tuple(c.model.head.dense)) for _, c, _ in runs}) >= 3  # it explores

@@ -36,12 +36,27 @@ _API = {
     # tuning, export, learning-rate finder, reports, data checks
     "tune": "tfl.tuning.search",
     "export": "tfl.serving.export",
-    "lr_find": "tfl.training.lr_finder",
+    "lr_find": "tfl.training.trainer",
     "report": "tfl.reports.report",
     "check_data": "tfl.data.checks",
+    # types the API returns
+    "ImageData": "tfl.data.loading",
+    "Split": "tfl.data.loading",
+    "LRFinderResult": "tfl.training.lr_finder",
+    "TuneResult": "tfl.tuning.search",
+    "ExportResult": "tfl.serving.export",
+    "DataReport": "tfl.data.checks",
+    "BackboneSpec": "tfl.models.backbones",
+    "ActivationStore": "tfl.training.activations",
+    "StagePlan": "tfl.training.plan",
     # errors
     "TflError": "tfl.errors",
     "UsageError": "tfl.errors",
+    "UnknownBackboneError": "tfl.errors",
+    "ImageSizeError": "tfl.errors",
+    "WeightsUnavailableError": "tfl.errors",
+    # process set-up
+    "quiet_tensorflow": "tfl._quiet_import",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -92,3 +92,20 @@ def install() -> None:
 def uninstall() -> None:
     if _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ start-up lines (absl, oneDNN, cpu_feature_guard) in this process.
+
+    Call it before TensorFlow is imported (`import tfl` does not import it):
+    sets `TF_CPP_MIN_LOG_LEVEL`/`ABSL_MIN_LOG_LEVEL` to 2 unless set, and
+    filters the lines those variables miss from the first `import tensorflow`.
+    Errors and Python output still come through.
+
+    Examples:
+        >>> import tfl
+        >>> tfl.quiet_tensorflow()
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    install()

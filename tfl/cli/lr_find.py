@@ -14,7 +14,8 @@ from tfl.cli.train import build_config, data_options, train_options
 @click.option("--stage", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1: the head on cached backbone features (seconds); 2: the unfrozen top end to end, "
                    "after training the head as stage 1 is configured.")
-@click.option("--steps", type=click.IntRange(10, 10000), help="Steps of the test. Default 200 (stage 1), 100 (stage 2).")
+@click.option("--steps", type=click.IntRange(10, 10000), help=("Steps of the test. Default 200 (stage "
+    "1), 100 (stage 2)."))
 @click.option("--min-lr", type=click.FloatRange(0, min_open=True), default=1e-7, show_default=True)
 @click.option("--max-lr", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True)
 @click.option("--method", type=click.Choice(["valley", "steepest", "minimum"]), default="valley", show_default=True,
@@ -41,7 +42,7 @@ def lr_find(stage, steps, min_lr, max_lr, method, out, as_json, **opts):
     cfg = build_config(None, **opts)
     quiet_tf()
     from tfl.training.lr_finder import describe
-    from tfl.training.lr_finder import lr_find as run_lr_find
+    from tfl.training.trainer import lr_find as run_lr_find
 
     result = run_lr_find(cfg, stage=stage, out=out, min_lr=min_lr, max_lr=max_lr, steps=steps, method=method)
     if as_json:

@@ -52,7 +52,8 @@ def data_options(f):
     f = click.option("--no-download", is_flag=True, help="Never download a tfds dataset (fail if not prepared).")(f)
     f = click.option("--strict", is_flag=True, default=None,
                      help="Refuse the data if any image is unreadable (default: skip and report).")(f)
-    f = click.option("--val-split", help="Validation split (folder name or tfds split); default val/validation/test.")(f)
+    f = click.option("--val-split", help=("Validation split (folder name or tfds split); "
+        "default val/validation/test."))(f)
     f = click.option("--data-dir", type=click.Path(file_okay=False), help="tfds data directory.")(f)
     f = click.option("--data", "data", metavar="SOURCE",
                      help="folder:PATH (PATH/train/<class>/*.jpg and PATH/val/...) or tfds:NAME[/CONFIG].")(f)
@@ -67,9 +68,11 @@ def train_options(f):
         click.option("--image-size", type=click.IntRange(16, 2048), help="Input side in pixels (default: backbone's)."),
         click.option("--epochs", type=click.IntRange(0), help="Stage 1 epochs (head on frozen backbone). Default 20."),
         click.option("--fine-tune-epochs", type=click.IntRange(0), help="Stage 2 epochs (unfrozen top). Default 10."),
-        click.option("--unfreeze", help="Stage 2: all, N layers from the top, a fraction (0.3), or Nblocks. Default 2blocks."),
+        click.option("--unfreeze", help=("Stage 2: all, N layers from the top, a fraction "
+            "(0.3), or Nblocks. Default 2blocks.")),
         click.option("--lr", callback=_lr, metavar="LR|auto",
-                     help="Stage 1 learning rate, or auto (LR range test on the cached features). Default 3e-3, cosine decay."),
+                     help=("Stage 1 learning rate, or auto (LR range test on the "
+                         "cached features). Default 3e-3, cosine decay.")),
         click.option("--fine-tune-lr", callback=_lr, metavar="LR|auto|LOW..HIGH",
                      help="Stage 2 peak learning rate; auto (LR range test); or LOW..HIGH: discriminative rates "
                           "spread from the lowest unfrozen block to the head, e.g. 1e-5..1e-3. Default 5e-4."),
@@ -78,14 +81,17 @@ def train_options(f):
         click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]), help="Stage 1 optimizer."),
         click.option("--fine-tune-optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]),
                      help="Stage 2 optimizer."),
-        click.option("--schedule", type=click.Choice(["constant", "cosine"]), help="Stage 2 schedule (default cosine)."),
+        click.option("--schedule", type=click.Choice(["constant", "cosine"]), help=("Stage 2 schedule (default "
+            "cosine).")),
         click.option("--warmup", "warmup_epochs", type=float, help="Stage 2 warm-up epochs (default 1)."),
         click.option("--patience", type=click.IntRange(1), help="Early stopping patience (epochs) in both stages."),
         click.option("--batch-size", type=click.IntRange(1), help="Global batch size. Default 32."),
         click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Head dropout. Default 0.2."),
-        click.option("--dense", callback=_csv_ints, help="Hidden head layer sizes, e.g. 256 or 512,128 (default none)."),
+        click.option("--dense", callback=_csv_ints, help=("Hidden head layer sizes, e.g. 256 or "
+            "512,128 (default none).")),
         click.option("--pooling", type=click.Choice(["avg", "max"]), help="Global pooling. Default avg."),
-        click.option("--augment/--no-augment", default=None, help="Random flip/rotation/zoom in training (default on)."),
+        click.option("--augment/--no-augment", default=None, help=("Random flip/rotation/zoom in "
+            "training (default on).")),
         click.option("--label-smoothing", type=click.FloatRange(0, 1), help="Label smoothing. Default 0."),
         click.option("--class-weight", type=click.Choice(["balanced", "none"]), help="Weight classes by frequency."),
         click.option("--multi-label", is_flag=True, default=None, help="Sigmoid outputs (multi-label)."),
@@ -158,7 +164,8 @@ def train(config_file, out, resume_dir, overwrite, **opts):
     for stage, m in (("stage 1", result.stage1), ("stage 2", result.stage2)):
         if m:
             click.echo(f"{stage}: val_accuracy {m.get('val_accuracy', float('nan')):.4f}  "
-                       f"val_loss {m.get('val_loss', float('nan')):.4f}  (best epoch {m['best_epoch']} of {m['epochs']})")
+                       f"val_loss {m.get('val_loss', float('nan')):.4f}  "
+                       f"(best epoch {m['best_epoch']} of {m['epochs']})")
         else:
             click.echo(f"{stage}: skipped")
     click.echo(f"kept stage {result.best_stage}: val_accuracy {result.val_accuracy:.4f}")

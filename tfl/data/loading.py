@@ -180,7 +180,8 @@ class ImageData:
 
     def describe(self) -> str:
         counts = ", ".join(f"{n} {c}" for n, c in zip(self.class_names, self.class_counts()))
-        text = f"{self.source}: {len(self.train)} train / {len(self.val)} val images, {self.num_classes} classes ({counts})"
+        text = (f"{self.source}: {len(self.train)} train / {len(self.val)} val images, "
+                f"{self.num_classes} classes ({counts})")
         if self.skipped:
             text += f"; skipped {len(self.skipped)} unreadable file(s)"
         return text
@@ -208,9 +209,7 @@ def load_data(config: typing.Union[DataConfig, str], seed: int = 42) -> ImageDat
     if kind == "folder" and rest:
         return _load_folder(rest, config, seed)
     if kind == "tfds" and rest:
-        from tfl.data import _tfds
-
-        return _tfds.load(rest, config)
+        return _load_tfds(rest, config)
     raise UsageError(f"--data '{config.source}' is not folder:PATH or tfds:NAME[/CONFIG]")
 
 
@@ -319,3 +318,53 @@ def _hold_out(train: Split, fraction: float, seed: int):
         tr += [(p, label) for p in items[n_val:]]
     return (Split("train", [y for _, y in tr], [p for p, _ in tr]),
             Split("val", [y for _, y in va], [p for p, _ in va]))
+
+
+def _load_tfds(spec: str, config: DataConfig) -> "ImageData":
+    """Loads a prepared (or downloadable) tfds dataset as an `ImageData`."""
+    import tensorflow_datasets as tfds
+
+    from tfl.data import datasets as local
+
+    name = spec.strip("/")
+    if local.is_local_builder(name.split("/")[0]):
+        local.prepare(name, config.data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=config.data_dir)
+    except Exception as e:  # tfds raises several types for unknown names
+        raise UsageError(f"--data tfds:{name}: {str(e).splitlines()[0]}") from None
+    if not builder.is_prepared():
+        if not config.download:
+            raise UsageError(
+                f"tfds dataset {name} is not prepared in {builder.data_dir}: "
+                "prepare it online first (tfds build) or point --data-dir at a prepared copy"
+            )
+        builder.download_and_prepare()
+    image_key, label_key = builder.info.supervised_keys or ("image", "label")
+    label_feature = builder.info.features[label_key]
+    if not hasattr(label_feature, "names"):
+        raise UsageError(f"tfds:{name}: label feature '{label_key}' is not a ClassLabel")
+    splits = list(builder.info.splits.keys())
+    train_spec = config.train_split
+    val_spec = config.val_split
+    if val_spec is None:
+        val_spec = next((s for s in ("validation", "val", "test") if s in splits), None)
+    if val_spec is None:
+        # No validation split: hold out the end of the training split.
+        keep = round(100 * (1 - config.val_fraction))
+        train_spec, val_spec = f"{config.train_split}[:{keep}%]", f"{config.train_split}[{keep}%:]"
+
+    def split(spec):
+        try:
+            ds = builder.as_dataset(split=spec, as_supervised=True, shuffle_files=False)
+        except Exception as e:
+            raise UsageError(f"tfds:{name}: bad split '{spec}' ({str(e).splitlines()[0]}); "
+                             f"splits: {', '.join(splits)}") from None
+        # Counting labels must not decode every image.
+        labels_only = builder.as_dataset(split=spec, shuffle_files=False,
+                                         decoders={image_key: tfds.decode.SkipDecoding()})
+        batches = labels_only.map(lambda ex: ex[label_key]).batch(4096).as_numpy_iterator()
+        labels = [int(v) for batch in batches for v in batch]
+        return Split(spec, labels, tfds_dataset=ds)
+
+    return ImageData(list(label_feature.names), split(train_spec), split(val_spec), source=f"tfds:{name}")

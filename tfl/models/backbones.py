@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import sys
 import types
 import warnings
 from typing import TYPE_CHECKING, Any, Mapping

@@ -13,7 +13,6 @@ the head: stage 1 can train `head` alone on cached features.
 
 from __future__ import annotations
 
-import re
 import typing
 
 from tfl.config import HeadConfig, ModelConfig
@@ -167,44 +166,23 @@ def is_batchnorm(layer) -> bool:
 
 
 def parse_unfreeze(spec: typing.Union[str, int, float], backbone, block_ids: typing.Sequence[int]) -> typing.List[int]:
-    """Indices of `backbone.layers` to unfreeze for an unfreeze spec.
+    """Indices of `backbone.layers` to unfreeze for an unfreeze spec (`tfl.config.Unfreeze`).
 
     Args:
         spec: `all`, `none`, a number of layers from the top (`20`), a
             fraction (`0.3` or `30%`), or a number of blocks (`2blocks`).
         backbone: the backbone model.
         block_ids: block index of each backbone layer.
+
+    Raises:
+        UsageError: a spec that does not parse or asks for more than the backbone has.
     """
-    layers = backbone.layers
-    n = len(layers)
-    text = str(spec).strip().lower()
-    if text == "all":
-        return list(range(n))
-    if text in ("none", "0", ""):
-        return []
-    blocks = re.fullmatch(r"(\d+)\s*(blocks?|b)", text)
-    if blocks:
-        k, top = int(blocks.group(1)), max(block_ids)
-        if k > top + 1:
-            raise UsageError(f"--unfreeze {spec}: the backbone has only {top + 1} blocks")
-        return [i for i, b in enumerate(block_ids) if b > top - k]
+    from tfl.config import Unfreeze
+
     try:
-        if text.endswith("%"):
-            fraction = float(text[:-1]) / 100
-        elif "." in text:
-            fraction = float(text)
-        else:
-            fraction, k = None, int(text)
-    except ValueError:
-        raise UsageError(f"--unfreeze '{spec}' is not all, none, N layers, a fraction (0.3, 30%) or Nblocks") from None
-    if fraction is None:
-        if not 0 <= k <= n:
-            raise UsageError(f"--unfreeze {spec}: the backbone has {n} layers; use 0..{n} or 'all'")
-        return list(range(n - k, n))
-    if not 0 <= fraction <= 1:
-        raise UsageError(f"--unfreeze {spec}: a fraction must be between 0 and 1")
-    k = round(n * fraction)
-    return list(range(n - k, n))
+        return Unfreeze.parse(spec).layer_indices(len(backbone.layers), block_ids)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def freeze_backbone(model) -> None:

@@ -3,41 +3,10 @@
 from __future__ import annotations
 
 import typing
-import weakref
 
 import numpy as np
 
-# model -> its traced inference function; weak, so a model that is dropped frees both.
-_CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _compiled(model):
-    """`model(x, training=False)` traced once per model for any batch size (the last, smaller batch too)."""
-    import tensorflow as tf
-
-    call = _CALLS.get(model)
-    if call is None:
-        ref = weakref.ref(model)  # the function must not keep the model (its dictionary key) alive
-        spec = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
-        call = tf.function(lambda x: ref()(x, training=False), input_signature=spec, autograph=False)
-        _CALLS[model] = call
-    return call
-
-
-def predict_probabilities(model, dataset) -> typing.Tuple[np.ndarray, np.ndarray]:
-    """(probabilities [N, C], labels [N]) for a dataset of (images, labels).
-
-    A compiled call per batch instead of `model.predict`, which here spends
-    seconds of overhead around the compute (tf.data autotuning and its
-    shutdown); the call is traced once per model, so later calls (a
-    `Predictor` answering requests, evaluation after training) skip tracing.
-    """
-    call = _compiled(model)
-    probs, labels = [], []
-    for x, y in dataset:
-        probs.append(call(x).numpy())
-        labels.append(np.asarray(y))
-    return np.concatenate(probs), np.concatenate(labels)
+from tfl.serving.prediction import load_model, predict_probabilities  # noqa: F401 (evaluation's public name too)
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: typing.Sequence[str]) -> dict:
@@ -101,7 +70,6 @@ def evaluate(run_dir: str, data: typing.Optional[str] = None, split: str = "val"
     from tfl.data import loading as data_lib
     from tfl.errors import UsageError
     from tfl.runs import RunFolder
-    from tfl.serving.prediction import load_model
 
     run = RunFolder(run_dir)
     cfg = run.read_config()

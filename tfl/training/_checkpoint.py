@@ -22,6 +22,7 @@ import signal
 
 import numpy as np
 
+from tfl.config import is_minimized
 from tfl.runs import RunFolder, atomic_path, ensure_space
 
 _KILL_AT = os.environ.get("TFL_TEST_KILL_AT", "")
@@ -108,7 +109,7 @@ class StageState:
 def make_callback(state: StageState, monitor: str, patience):
     """A Keras callback that checkpoints `state` every epoch and stops early."""
     keras = _keras()
-    mode_max = not monitor.endswith("loss")
+    mode_max = not is_minimized(monitor)
 
     class StageCheckpoint(keras.callbacks.Callback):
         epoch = 0

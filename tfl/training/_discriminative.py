@@ -21,7 +21,6 @@ saved model holds a plain optimizer config and loads without tfl.
 from __future__ import annotations
 
 import math
-import sys
 import typing
 
 from tfl.models import classifier as model_lib
@@ -147,32 +146,3 @@ class LayerGroups:
                 opt.lr_multipliers.assign(groups.multipliers(epoch))
 
         return ReleaseBlocks()
-
-
-def stage_learning_rate(trainer, stage: int, stage_cfg, state, model, train_ds):
-    """A `Trainer` stage's peak learning rate and its `LayerGroups` (None: one rate for all).
-
-    `auto` runs the range test once; the rate found is kept in state.json so
-    a resumed run trains with the same rate, and its plot is written to
-    `RUN/lr_find_stage{n}.png`.
-    """
-    import contextlib
-    import os
-
-    from tfl import config as config_lib
-
-    kind, low, high = config_lib.parse_lr(stage_cfg.lr, f"stage{stage}.lr")
-    if kind == "auto":
-        high = state.data.get("lr_found")
-        if high is None:
-            result = trainer._range_test(stage, model, train_ds)
-            with contextlib.suppress(Exception):  # the plot is a convenience, never a failure
-                result.save(os.path.join(trainer.run.path, f"lr_find_stage{stage}.png"))
-            high = result.suggestion
-            state.commit(lr_found=high)
-    if stage != 2 or not (kind == "range" or stage_cfg.gradual):
-        return high, None
-    groups = LayerGroups(model, trainer.block_ids, low if kind == "range" else None, high,
-                         gradual=stage_cfg.gradual, epochs=stage_cfg.epochs)
-    print(f"[tfl] stage 2: {groups.describe(state.epochs_done)}", file=sys.stderr, flush=True)
-    return high, groups

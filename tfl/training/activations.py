@@ -1,27 +1,32 @@
-"""Backbone features computed once, so the frozen stage trains only the head.
+"""Cached backbone outputs: the one owner of pooled features and cut activations.
 
-With the backbone frozen and in inference mode, its pooled output for an
-image never changes, so recomputing it every epoch (what plain Keras does) is
-wasted work. `FeatureCache` computes the features of the validation images
-once and of `copies` versions of the training images (the first plain, the
-others passed through the model's augmentation layers); epoch `e` of stage 1
-trains on copy `e % copies`.
+With the backbone frozen and in inference mode, its output for an image never
+changes, so recomputing it every epoch (what plain Keras does) is wasted work.
+Two kinds of output are cached, both per copy of the training images (the
+first plain, the others passed through the model's augmentation layers; epoch
+`e` trains on copy `e % copies`) and once for the validation images:
 
-Features live in memory when they fit `memory_budget`; otherwise they are
-written as `.npy` files under `cache_dir` (the run folder's `features/`) in a
-sub-folder named by a digest of everything they depend on: the weights of the
-backbone, its input size and pooling, the augmentation, the number of copies
-and the seed, and the data (paths, sizes and modification times of the files,
-or the tfds split). A changed backbone, weights file, size or dataset gets a
-new digest, so a stale cache is never read; a resumed run finds its own.
+* **pooled features** (`FeatureCache`): what stage 1's head trains on;
+* **cut activations** (`CutActivations`): the tensors where stage 2's
+  trainable layers begin (`BottomSplit`), so stage 2 trains the top of the
+  backbone without running its frozen bottom again.
 
-Given a `split` (`tfl.training._frozen_bottom.BottomSplit`), the same pass also keeps
-the activations where stage 2's trainable layers begin, so that stage 2
-trains the top of the backbone without running its frozen bottom again.
+`ActivationStore` owns both: it computes them (both in one pass when they fit
+together), keeps them in memory under one budget (least recently used first
+out, so the trials of a search share them), and writes pooled features that
+do not fit to `.npy` files under its `cache_dir` (the run folder's
+`features/`, or a search's), in a sub-folder named by a digest of everything
+they depend on: the weights of the backbone, its input size and pooling, the
+augmentation, the number of copies and the seed, and the data (paths, sizes
+and modification times of the files, or the tfds split). A changed backbone,
+weights file, size or dataset gets a new digest, so a stale cache is never
+read; a resumed run finds its own.
 """
+
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -30,6 +35,7 @@ import shutil
 
 import numpy as np
 
+from tfl import _compat
 from tfl.models import classifier as model_lib
 
 # Features bigger than this go to disk (when a cache folder is given).
@@ -104,70 +110,39 @@ def _extractors(model):
     return plain, augmented, int(extractor.output_shape[-1])
 
 
-class FeatureCache:
-    """Pooled backbone features of a dataset's train and validation splits.
 
-    Args:
-        model: a tfl classifier (its preprocessing, backbone and pooling are
-            used; its augmentation layers too when `copies > 1`).
-        data: the `ImageData`.
-        image_size: the model's input size.
-        batch_size: batch size of the feature computation.
-        copies: number of versions of the training set to cache.
-        seed: seed of the shuffling of the cached features.
-        cache_dir: folder for features that do not fit `memory_budget`
-            (the run folder's `features/`); `None` keeps them in memory.
-        memory_budget: bytes of features kept in memory; default
-            `default_memory_budget()`.
-        split: a `tfl.training._frozen_bottom.BottomSplit`: also keep, in the same
-            pass, the activations at stage 2's cut (`bottom`), when they fit
-            in memory too.
+
+class FeatureCache:
+    """Pooled backbone features of a dataset's train (one array per copy) and validation splits.
+
+    Made by `ActivationStore.features`; in memory, or memory-mapped `.npy`
+    files when `on_disk`.
+
+    Attributes:
+        train: one `(n, dim)` array per copy of the training images.
+        val: the `(n, dim)` array of the validation images.
+        copies: number of training copies.
+        dim: feature size.
+        on_disk: the arrays are `.npy` files in `folder`.
+        reused: found complete on disk (or in the store's memory) instead of computed.
 
     Examples:
-        >>> cache = FeatureCache(model, data, 224, 32, copies=2)
+        >>> cache = ActivationStore().features(model, data, 224, 32, copies=2)
         >>> cache.train[0].shape
         (244, 256)
-        >>> big = FeatureCache(model, data, 224, 32, cache_dir="runs/big/features", memory_budget=0)
-        >>> big.on_disk, big.reused
-        (True, False)
     """
 
-    def __init__(self, model, data, image_size: int, batch_size: int, copies: int = 1, seed: int = 0, *,
-                 cache_dir=None, memory_budget=None, split=None):
-        plain, augmented, dim = _extractors(model)
-        self.copies = copies if augmented is not None else 1
-        self.seed, self.dim = seed, dim
-        self.train_labels = np.asarray(data.train.labels, np.int32)
-        self.val_labels = np.asarray(data.val.labels, np.int32)
-        self.nbytes = (self.copies * len(data.train) + len(data.val)) * dim * 4
-        budget = default_memory_budget() if memory_budget is None else memory_budget
-        self.on_disk = cache_dir is not None and self.nbytes > budget
-        self.reused = False
-        self.folder = None
-        self.split, self.bottom = None, None
-        train_images = data.train.dataset(image_size, batch_size)
-        val_images = data.val.dataset(image_size, batch_size)
-        fns = [plain] + [augmented] * (self.copies - 1)
-        images = self.copies * len(data.train) + len(data.val)
-        if not self.on_disk and split is not None and self.nbytes + images * split.nbytes_per_image <= budget:
-            from tfl.training import _frozen_bottom
+    def __init__(self, train, val, train_labels, val_labels, *, seed: int = 0, on_disk: bool = False,
+                 folder=None, reused: bool = False):
+        self.train, self.val = list(train), val
+        self.train_labels, self.val_labels = train_labels, val_labels
+        self.copies, self.seed = len(self.train), seed
+        self.dim = int(val.shape[-1])
+        self.on_disk, self.folder, self.reused = on_disk, folder, reused
 
-            train_acts, val_acts, self.train, self.val = _frozen_bottom.compute(split, train_images, val_images,
-                                                                                self.copies)
-            self.split, self.bottom = split, (train_acts, val_acts)
-            return
-        if not self.on_disk:
-            self.train = [_batched_call(fn, train_images) for fn in fns]
-            self.val = _batched_call(plain, val_images)
-            return
-        key = cache_key(model, data, image_size, self.copies, seed)
-        self.folder = os.path.join(cache_dir, key)
-        self.reused = _complete(self.folder, key)
-        if not self.reused:
-            _write(cache_dir, key, [(f"train{i}", fn, train_images, len(data.train)) for i, fn in enumerate(fns)]
-                   + [("val", plain, val_images, len(data.val))], dim)
-        self.train = [np.load(os.path.join(self.folder, f"train{i}.npy"), mmap_mode="r") for i in range(self.copies)]
-        self.val = np.load(os.path.join(self.folder, "val.npy"), mmap_mode="r")
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.on_disk else sum(int(a.nbytes) for a in self.train) + int(self.val.nbytes)
 
     def train_dataset(self, label_fn, batch_size: int, seed: int = 0, shuffle: bool = True):
         """Endless batches in which each epoch of ceil(n / batch_size) steps is one copy."""
@@ -203,6 +178,260 @@ class FeatureCache:
                                                    header_bytes=feats.offset, buffer_size=1 << 20)
         records = records.map(lambda r: tf.reshape(tf.io.decode_raw(r, tf.float32), [dim]))
         return tf.data.Dataset.zip((records, tf.data.Dataset.from_tensor_slices(labels)))
+
+
+class CutActivations:
+    """Activations of the backbone's frozen bottom at a `BottomSplit`'s cut, per copy and for validation.
+
+    Attributes:
+        train: per copy, one array per cut tensor.
+        val: one array per cut tensor.
+        copies: number of training copies.
+    """
+
+    def __init__(self, train, val, train_labels, val_labels):
+        self.train, self.val = train, val
+        self.train_labels, self.val_labels = train_labels, val_labels
+        self.copies = len(train)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for arrays in self.train for a in arrays) + sum(int(a.nbytes) for a in self.val)
+
+    def datasets(self, label_fn, batch_size: int, seed: int):
+        """(endless train batches, one copy per epoch; val batches) of cut activations."""
+        import tensorflow as tf
+
+        from tfl.data.loading import with_options
+
+        def elements(arrays, labels):
+            x = arrays[0] if len(arrays) == 1 else tuple(arrays)
+            return tf.data.Dataset.from_tensor_slices((x, labels))
+
+        parts = None
+        for i, arrays in enumerate(self.train):
+            ds = elements(arrays, self.train_labels).shuffle(len(self.train_labels), seed=seed + i,
+                                                             reshuffle_each_iteration=True)
+            ds = ds.batch(batch_size)
+            parts = ds if parts is None else parts.concatenate(ds)
+        train_ds = with_options(parts.repeat().map(lambda x, y: (x, label_fn(y))).prefetch(2))
+        val_ds = elements(self.val, self.val_labels).batch(batch_size).map(lambda x, y: (x, label_fn(y))).cache()
+        return train_ds, with_options(val_ds.prefetch(2))
+
+
+class BottomSplit:
+    """A tfl classifier cut where stage 2's trainable layers begin.
+
+    Args:
+        model: a tfl classifier.
+        unfrozen: indices of the backbone layers stage 2 unfreezes.
+
+    Attributes:
+        top: cut activations -> class scores (the layers from the cut, the
+            pooling and the head; shared with `model`, so training `top`
+            trains the classifier).
+        first: index of the first unfrozen backbone layer (where the cut is).
+        nbytes_per_image: bytes of one image's cut activations.
+
+    Examples:
+        >>> split = BottomSplit(model, Unfreeze.parse("2blocks").layer_indices(len(backbone.layers), block_ids))
+        >>> split.top.input_shape
+        (None, 14, 14, 128)
+    """
+
+    def __init__(self, model, unfrozen):
+        import keras
+        import tensorflow as tf
+
+        backbone = model_lib.backbone_of(model)
+        first = self.first = min(unfrozen)
+        index = {id(layer): i for i, layer in enumerate(backbone.layers)}
+        cut = []  # tensors made below the first unfrozen layer and used from it on
+        for layer in backbone.layers[first:]:
+            for t in _compat.layer_input_tensors(layer):
+                if index.get(id(_compat.producing_layer(t)), first) < first and all(t is not c for c in cut):
+                    cut.append(t)
+        single = len(cut) == 1
+        bottom_part = keras.Model(backbone.input, cut[0] if single else cut, name="frozen_bottom")
+        top_part = keras.Model(cut[0] if single else cut, backbone.output, name="unfrozen_top")
+
+        image = keras.Input(model.input_shape[1:], name="image")
+        bottom = keras.Model(image, bottom_part(model.get_layer("preprocess")(image), training=False))
+        inputs = [keras.Input(t.shape[1:], dtype=t.dtype, name=f"cut_{i}") for i, t in enumerate(cut)]
+        pooled = model.get_layer("pool")(top_part(inputs[0] if single else inputs, training=False))
+        self.top = keras.Model(inputs[0] if single else inputs, model.get_layer("head")(pooled), name="tfl_top")
+        # Checkpoints hold the classifier's weights whichever way stage 2 is fed, so a checkpoint
+        # always loads into the classifier (object.__setattr__: Keras must not track these).
+        object.__setattr__(self.top, "save_weights", model.save_weights)
+        object.__setattr__(self.top, "load_weights", model.load_weights)
+        self.model = model
+        pooling = keras.Model(inputs[0] if single else inputs, pooled)
+        self.single = single
+        self.nbytes_per_image = sum(int(np.prod(t.shape[1:])) * np.dtype(t.dtype).itemsize for t in cut)
+        self.shapes = [tuple(t.shape[1:]) for t in cut]
+
+        spec = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+        names = [layer.name for layer in model.layers]
+        augment = model.get_layer("augmentation") if "augmentation" in names else None
+
+        def both(x):
+            b = bottom(x, training=False)
+            return b, pooling(b, training=False)
+
+        self.plain = tf.function(both, input_signature=spec, autograph=False)
+        self.augmented = None if augment is None else tf.function(
+            lambda x: both(augment(x, training=True)), input_signature=spec, autograph=False)
+
+    def describe(self) -> str:
+        return " + ".join("x".join(str(d) for d in s) for s in self.shapes)
+
+
+def _compute_both(split: BottomSplit, train_images, val_images, copies: int):
+    """(train activations per copy, val activations, train features per copy, val features) in one pass."""
+    def run(fn, dataset):
+        acts, feats = [], []
+        for x, _ in dataset:
+            b, f = fn(x)
+            acts.append([np.asarray(v) for v in (b if isinstance(b, (list, tuple)) else [b])])
+            feats.append(np.asarray(f))
+        return [np.concatenate(parts) for parts in zip(*acts)], np.concatenate(feats)
+
+    fns = [split.plain] + [split.augmented] * (copies - 1)
+    train = [run(fn, train_images) for fn in fns]
+    val = run(split.plain, val_images)
+    return [a for a, _ in train], val[0], [f for _, f in train], val[1]
+
+
+class ActivationStore:
+    """Computes, keeps and shares the cached backbone outputs of one process.
+
+    One budget covers everything it keeps in memory (pooled features and cut
+    activations alike); past it, the least recently used entries are dropped
+    (and features that never fit go to disk under `cache_dir`). A run makes its
+    own store; a search passes one store to all its trials, so trials with the
+    same backbone, weights, size, augmentation and data share one feature pass.
+
+    Args:
+        cache_dir: folder for features that do not fit in memory (`None`:
+            memory only).
+        memory_budget: bytes kept in memory; default `default_memory_budget()`.
+        keep: most entries kept in memory at once (each is the size of the
+            features of a whole dataset).
+
+    Examples:
+        >>> store = ActivationStore(cache_dir="runs/ants/features")
+        >>> feats = store.features(model, data, 224, 32, copies=8, seed=42)
+        >>> feats.copies, feats.reused
+        (8, False)
+    """
+
+    def __init__(self, cache_dir=None, memory_budget=None, keep: int = 2):
+        self.cache_dir = cache_dir
+        self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
+        self.keep = keep
+        self._memory = collections.OrderedDict()  # key -> FeatureCache or CutActivations, most recent last
+
+    # -- memory -------------------------------------------------------------------------------------
+    def _get(self, key):
+        entry = self._memory.get(key)
+        if entry is not None:
+            self._memory.move_to_end(key)
+        return entry
+
+    def _put(self, key, entry) -> None:
+        self._memory[key] = entry
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.keep or (
+                len(self._memory) > 1 and sum(e.nbytes for e in self._memory.values()) > self.memory_budget):
+            self._memory.popitem(last=False)
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether `nbytes` of outputs may be kept in memory."""
+        return nbytes <= self.memory_budget
+
+    # -- pooled features ---------------------------------------------------------------------------
+    def features(self, model, data, image_size: int, batch_size: int, copies: int = 1, seed: int = 0, *,
+                 split=None) -> FeatureCache:
+        """The pooled features of `model`'s backbone on `data`: from memory, from disk, or computed.
+
+        Args:
+            model: a tfl classifier (its preprocessing, backbone and pooling;
+                its augmentation too when `copies > 1`).
+            data: the `ImageData`.
+            image_size: the model's input size.
+            batch_size: batch size of the pass.
+            copies: versions of the training set (the first plain).
+            seed: seed of the augmentation and of the shuffling.
+            split: a `BottomSplit`: when the features are computed here and
+                its activations fit in memory beside them, keep those too
+                (same pass), for `activations` to hand to stage 2.
+        """
+        plain, augmented, dim = _extractors(model)
+        copies = copies if augmented is not None else 1
+        key = cache_key(model, data, image_size, copies, seed)
+        train_labels = np.asarray(data.train.labels, np.int32)
+        val_labels = np.asarray(data.val.labels, np.int32)
+        cached = self._get(key)
+        if cached is not None:
+            return FeatureCache(cached.train, cached.val, train_labels, val_labels, seed=seed, reused=True)
+        nbytes = (copies * len(data.train) + len(data.val)) * dim * 4
+        on_disk = self.cache_dir is not None and nbytes > self.memory_budget
+        train_images = data.train.dataset(image_size, batch_size)
+        val_images = data.val.dataset(image_size, batch_size)
+        images = copies * len(data.train) + len(data.val)
+        fns = [plain] + [augmented] * (copies - 1)
+        if not on_disk and split is not None and self.fits(nbytes + images * split.nbytes_per_image):
+            train_acts, val_acts, train, val = _compute_both(split, train_images, val_images, copies)
+            self._put(_cut_key(key, split), CutActivations(train_acts, val_acts, train_labels, val_labels))
+        elif not on_disk:
+            train = [_batched_call(fn, train_images) for fn in fns]
+            val = _batched_call(plain, val_images)
+        if not on_disk:
+            cache = FeatureCache(train, val, train_labels, val_labels, seed=seed)
+            self._put(key, cache)
+            return cache
+        folder = os.path.join(self.cache_dir, key)
+        reused = _complete(folder, key)
+        if not reused:
+            _write(self.cache_dir, key, [(f"train{i}", fn, train_images, len(data.train)) for i, fn in enumerate(fns)]
+                   + [("val", plain, val_images, len(data.val))], dim)
+        train = [np.load(os.path.join(folder, f"train{i}.npy"), mmap_mode="r") for i in range(copies)]
+        val = np.load(os.path.join(folder, "val.npy"), mmap_mode="r")
+        return FeatureCache(train, val, train_labels, val_labels, seed=seed, on_disk=True, folder=folder,
+                            reused=reused)
+
+    # -- cut activations ---------------------------------------------------------------------------
+    def activations(self, split: BottomSplit, data, image_size: int, batch_size: int, copies: int, seed: int = 0,
+                    *, kept_copies=None):
+        """The activations at `split`'s cut: kept by an earlier `features` pass, or computed now.
+
+        Args:
+            split: the cut (of the model being trained).
+            data: the `ImageData`.
+            image_size, batch_size, seed: as for `features`.
+            copies: copies to compute when none are kept.
+            kept_copies: the copies an earlier `features` pass of this model
+                used: its activations are taken when they are still kept.
+
+        Returns:
+            `(CutActivations, reused)`.
+        """
+        for n in ([kept_copies] if kept_copies else []) + [copies]:
+            key = _cut_key(cache_key(split.model, data, image_size, n, seed), split)
+            kept = self._get(key)
+            if kept is not None:
+                return kept, True
+        train_labels = np.asarray(data.train.labels, np.int32)
+        val_labels = np.asarray(data.val.labels, np.int32)
+        train_acts, val_acts, _, _ = _compute_both(split, data.train.dataset(image_size, batch_size),
+                                                   data.val.dataset(image_size, batch_size), copies)
+        acts = CutActivations(train_acts, val_acts, train_labels, val_labels)
+        self._put(_cut_key(cache_key(split.model, data, image_size, copies, seed), split), acts)
+        return acts, False
+
+
+def _cut_key(features_key: str, split: BottomSplit) -> str:
+    return f"{features_key}/cut{split.first}"
 
 
 def _batched_call(fn, dataset) -> np.ndarray:

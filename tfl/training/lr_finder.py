@@ -6,12 +6,17 @@ hundred optimizer steps while the training loss of every batch is recorded
 stays flat, then falls, then blows up; a good rate lies in the falling part.
 The suggestion is fastai's "valley" by default: the longest stretch of the
 smoothed curve over which the loss keeps decreasing, taken a little past its
-middle. The weights are restored afterwards, so the test leaves the model as
-it found it.
+middle.
 
-Stage 1 (`stage=1`) trains the head on cached backbone features, so its test
-costs seconds. Stage 2 first trains the head (stage 1 as configured), then
-unfreezes the stage's blocks and tests end to end on images.
+As in fastai, the test is a callback inside Keras' own `fit` (`LRFinder`):
+the stage's model, optimizer, loss, inputs and `tf.distribute` strategy are
+the ones training uses (mixed precision's loss scaling included). Each step
+is a one-step epoch, so the loss Keras reports is that batch's loss. The
+weights are restored afterwards, so the test leaves the model as it found it.
+
+`tfl.training.trainer.lr_find` runs it for one stage of a configuration:
+stage 1 trains the head on cached backbone features, so its test costs
+seconds; stage 2 first trains the head, then tests the unfrozen top.
 """
 
 from __future__ import annotations
@@ -19,10 +24,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
-import tempfile
 import typing
 
+from tfl.errors import TflError
 from tfl.runs import atomic_path, atomic_write_json
 
 METHODS = ("valley", "steepest", "minimum")
@@ -109,16 +113,65 @@ def suggest(lrs: typing.Sequence[float], smoothed: typing.Sequence[float], metho
     return float(lrs[start + int(section) + int(section / 2)])
 
 
-def range_test(model, dataset, loss_fn, make_optimizer, *, min_lr: float = 1e-7, max_lr: float = 10.0,
-               steps: int = 200, diverge: float = 4.0, beta: float = 0.98, method: str = "valley",
-               stage: int = 1) -> LRFinderResult:
-    """Runs the range test on `model` and restores its weights afterwards.
+def make_callback(min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 200, diverge: float = 4.0,
+                  beta: float = 0.98):
+    """The range test as a Keras callback for `fit(..., epochs=steps, steps_per_epoch=1)`.
+
+    At the start of epoch `i` it sets the optimizer's learning rate to
+    `min_lr * (max_lr / min_lr) ** (i / (steps - 1))`; at its end it records
+    the batch's loss and stops training once the smoothed loss exceeds
+    `diverge` times its minimum (or is not finite). The weights of the
+    model are restored when training ends. Its `lrs` and `losses` are the
+    curve.
+    """
+    import keras
+    import numpy as np
+
+    factor = (max_lr / min_lr) ** (1 / max(1, steps - 1))
+
+    class LRFinder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.lrs, self.losses = [], []
+            self._avg, self._best, self._lr, self._saved = 0.0, math.inf, min_lr, None
+
+        def on_train_begin(self, logs=None):
+            self._saved = [v.numpy() for v in self.model.weights]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            optimizer = self.model.optimizer
+            optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # mixed precision's LossScaleOptimizer
+            self._lr = min_lr * factor ** epoch
+            optimizer.learning_rate = self._lr
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = float((logs or {}).get("loss", float("nan")))
+            if not np.isfinite(loss):
+                self.model.stop_training = True
+                return
+            self.lrs.append(self._lr)
+            self.losses.append(loss)
+            self._avg = beta * self._avg + (1 - beta) * loss
+            smoothed = self._avg / (1 - beta ** len(self.losses))
+            self._best = min(self._best, smoothed)
+            if epoch > 10 and smoothed > diverge * self._best:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            for v, value in zip(self.model.weights, self._saved):
+                v.assign(value)
+
+    return LRFinder()
+
+
+def range_test(model, dataset, *, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 200,
+               diverge: float = 4.0, beta: float = 0.98, method: str = "valley", stage: int = 1) -> LRFinderResult:
+    """Runs the range test on a compiled `model` with Keras' `fit`; its weights are restored afterwards.
 
     Args:
-        model: a Keras model whose trainable variables are trained.
+        model: a Keras model compiled with the optimizer and loss to test
+            (the optimizer's learning rate is driven by the test).
         dataset: endless batches of (inputs, targets).
-        loss_fn: a Keras loss.
-        make_optimizer: `lr -> optimizer` (built fresh for the test).
         min_lr: first learning rate.
         max_lr: last learning rate (stops earlier when the loss diverges).
         steps: number of steps from `min_lr` to `max_lr`.
@@ -131,47 +184,14 @@ def range_test(model, dataset, loss_fn, make_optimizer, *, min_lr: float = 1e-7,
     Returns:
         An `LRFinderResult`.
     """
-    import numpy as np
-    import tensorflow as tf
-
     if not 0 < min_lr < max_lr:
         raise ValueError(f"the range test needs 0 < min_lr < max_lr, got {min_lr}..{max_lr}")
-    saved = [v.numpy() for v in model.weights]
-    optimizer = make_optimizer(min_lr)
-    variables = model.trainable_variables
-    optimizer.build(variables)
-
-    @tf.function(reduce_retracing=True)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
-
-    factor = (max_lr / min_lr) ** (1 / max(1, steps - 1))
-    lrs, losses, avg, best = [], [], 0.0, math.inf
-    try:
-        for i, (x, y) in enumerate(dataset.take(steps)):
-            lr = min_lr * factor ** i
-            optimizer.learning_rate = lr
-            loss = float(train_step(x, y))
-            if not np.isfinite(loss):
-                break
-            lrs.append(lr)
-            losses.append(loss)
-            avg = beta * avg + (1 - beta) * loss
-            smoothed = avg / (1 - beta ** (i + 1))
-            best = min(best, smoothed)
-            if i > 10 and smoothed > diverge * best:
-                break
-    finally:
-        for v, value in zip(model.weights, saved):
-            v.assign(value)
+    finder = make_callback(min_lr, max_lr, steps, diverge, beta)
+    model.fit(dataset, epochs=steps, steps_per_epoch=1, callbacks=[finder], shuffle=False, verbose=0)
+    lrs, losses = finder.lrs, finder.losses
     if len(lrs) < 3:
-        from tfl.errors import TflError
-
         raise TflError(f"the learning-rate range test diverged at once (loss {losses[-1:] or 'nan'}); "
-                           f"lower --min-lr (was {min_lr:g})")
+                       f"lower --min-lr (was {min_lr:g})")
     smoothed = smooth(losses, beta)
     suggestions = {m: suggest(lrs, smoothed, m) for m in METHODS}
     return LRFinderResult(lrs, losses, smoothed, suggestions[method], method, suggestions, stage)
@@ -207,76 +227,9 @@ def plot_lr_find(result: LRFinderResult, path: str) -> None:
         fig.savefig(tmp, format="png")
 
 
-def lr_find(config=None, *, stage: int = 1, out: typing.Optional[str] = None, min_lr: float = 1e-7,
-            max_lr: float = 10.0, steps: typing.Optional[int] = None, method: str = "valley",
-            verbose=0, **overrides) -> LRFinderResult:
-    """Runs the learning-rate range test for one stage of a run's configuration.
-
-    Args:
-        config: a `TrainConfig` (`None`: the defaults).
-        stage: 1 (the head, on cached features) or 2 (the unfrozen top of
-            the backbone and the head, after training the head as stage 1
-            is configured).
-        out: PNG path of the plot (the numbers go beside it as `.json`).
-        min_lr: first learning rate.
-        max_lr: last learning rate.
-        steps: steps of the test (default 200 for stage 1, 100 for stage 2).
-        method: `valley`, `steepest` or `minimum`.
-        verbose: Keras verbosity of the stage-1 training before a stage-2 test.
-        **overrides: the shortcuts of `tfl.fine_tune` (`data`, `backbone`,
-            `weights`, `image_size`, `unfreeze`, ...).
-
-    Returns:
-        An `LRFinderResult`; `result.suggestion` is the learning rate.
-
-    Examples:
-        >>> r = tfl.lr_find(data="folder:hymenoptera_data", backbone="mobilenet_025", out="lr.png")
-        >>> r.suggestion
-        0.0063...
-    """
-    from tfl import config as config_lib
-    from tfl.config import TrainConfig
-    from tfl.errors import UsageError
-    from tfl.training.trainer import Trainer
-
-    if stage not in (1, 2):
-        raise UsageError(f"--stage {stage}: the range test is for stage 1 or 2")
-    if method not in METHODS:
-        raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
-    cfg = config_lib.apply_overrides(config or TrainConfig(), **overrides)
-    if stage == 1:
-        cfg.stage2.epochs = 0
-    with tempfile.TemporaryDirectory(prefix="tfl-lr-find-") as tmp:
-        trainer = Trainer(cfg, os.path.join(tmp, "run"), verbose=verbose)
-        result = trainer.find_lr(stage, min_lr=min_lr, max_lr=max_lr, steps=steps, method=method)
-    if out:
-        result.save(out)
-    return result
-
-
 def describe(result: LRFinderResult) -> str:
     """One line per method, the chosen one marked."""
     lines = [f"stage {result.stage}: {len(result.lrs)} steps, lr {result.lrs[0]:.1e} .. {result.lrs[-1]:.1e}"]
     for m, v in result.suggestions.items():
         lines.append(f"  {m:<9} {v:.2e}{'   <- suggestion' if m == result.method else ''}")
     return "\n".join(lines)
-
-
-
-def stage_range_test(trainer, stage: int, model, train_ds, min_lr: float = 1e-7, max_lr: float = 10.0,
-                     steps: typing.Optional[int] = None, method: str = "valley") -> LRFinderResult:
-    """The range test of a `Trainer`'s stage: its loss, optimizer and strategy, on its stage datasets."""
-    import time
-
-    from tfl.training import _optim
-
-    stage_cfg = trainer.config.stage1 if stage == 1 else trainer.config.stage2
-    fixed = dataclasses.replace(stage_cfg, lr=1.0, schedule="constant", warmup_epochs=0.0)
-    steps = steps or (200 if stage == 1 else 100)
-    t = time.time()
-    with trainer.strategy.scope():
-        result = range_test(model, train_ds, trainer._loss()[0], lambda lr: _optim.make_optimizer(fixed, 1, lr=lr),
-                            min_lr=min_lr, max_lr=max_lr, steps=steps, method=method, stage=stage)
-    print(f"[tfl] stage {stage}: LR finder suggests {result.suggestion:.2e} ({method}; {len(result.lrs)} steps "
-          f"in {time.time() - t:.0f}s)", file=sys.stderr, flush=True)
-    return result

@@ -1,4 +1,4 @@
-"""The two-stage fine-tuning recipe.
+"""The two-stage fine-tuning recipe: `Trainer`, `fine_tune` and `lr_find`.
 
 Stage 1 trains the head on the frozen backbone. Because the backbone is
 frozen, its pooled features are computed once (per augmented copy) and the
@@ -6,24 +6,33 @@ head trains on them: the same model as training end to end, many times
 faster. Stage 2 unfreezes the top of the backbone (never BatchNorm, which stays
 in inference mode) and trains the whole model with a lower learning rate.
 The better of the two stages on the validation metric is kept.
+
+`Trainer.fit` runs plan -> fit -> save: `tfl.training.plan` decides once what
+each stage trains on and with which learning rate, the stages fit the model
+(Keras `fit`, with the checkpoint and, for `lr="auto"`, the LR-finder
+callbacks), and the run folder gets the model, metrics and report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import math
 import os
-import re
 import sys
+import tempfile
 import time
 import typing
 
 from tfl import config as config_lib
-from tfl.config import TrainConfig
+from tfl._logging import log
+from tfl.config import TrainConfig, is_minimized
 from tfl.errors import UsageError
 from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
+
+if typing.TYPE_CHECKING:  # pragma: no cover - typing only
+    from tfl.training.lr_finder import LRFinderResult
 from tfl.training import _checkpoint, _optim
 
 
@@ -52,10 +61,6 @@ class FineTuneResult:
         return (self.stage2 if self.best_stage == 2 else self.stage1).get("val_accuracy", float("nan"))
 
 
-def _log(msg: str) -> None:
-    print(f"[tfl] {msg}", file=sys.stderr, flush=True)
-
-
 def _verbose(verbose):
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
@@ -74,8 +79,9 @@ class Trainer:
         data: an already loaded `ImageData` (tuning reuses one).
         strategy: a `tf.distribute.Strategy` (default: from the config).
         callbacks: extra Keras callbacks for both stages.
-        features: builds stage 1's feature cache, called like `FeatureCache`
-            (default); tuning passes one that shares caches between trials.
+        store: the `ActivationStore` that computes and keeps the cached
+            backbone outputs (default: one for this run, spilling to the run
+            folder's `features/`); a search shares one between its trials.
         report: write the HTML report at the end (tuning writes one for the best run only).
 
     Examples:
@@ -84,7 +90,10 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run_dir: str, *, resume: bool = False, overwrite: bool = False,
-                 verbose="auto", data=None, strategy=None, callbacks=(), features=None, report=True):
+                 verbose="auto", data=None, strategy=None, callbacks=(), store=None, report=True, features=None):
+        from tfl.training.activations import ActivationStore
+
+        del features  # TODO(structure): the tuner still passes its old factory; it shares `store` instead
         self.run = RunFolder(run_dir)
         self.run.prepare(resume=resume, overwrite=overwrite)
         if resume:
@@ -95,15 +104,23 @@ class Trainer:
             raise UsageError(str(e)) from None
         self.config, self.verbose, self.data, self.strategy = config, _verbose(verbose), data, strategy
         self.extra_callbacks = list(callbacks)
-        self.features, self.write_report = features, report
+        self.store = store if store is not None else ActivationStore(cache_dir=self.run.features_dir)
+        self.write_report = report
         self.run.write_config(config)
+        # Set by _setup():
+        self.model = None  # the classifier
+        self.image_size = None
+        self.block_ids = None  # block index of each backbone layer
+        self.plans = None  # (StagePlan of stage 1, of stage 2)
+        self.unfrozen_layers = []  # names of the backbone layers stage 2 trains
 
-    # -- setup ------------------------------------------------------------------------------
+    # -- setup ------------------------------------------------------------------------------------
     def _setup(self):
         import keras
 
         from tfl.data import loading as data_lib
         from tfl.models import backbones
+        from tfl.training import plan as plan_lib
         from tfl.training import strategy as strategy_lib
 
         cfg = self.config
@@ -115,7 +132,7 @@ class Trainer:
         loaded_here = self.data is None
         if loaded_here:
             self.data = data_lib.load_data(cfg.data, seed=cfg.seed)
-        _log(self.data.describe())
+        log.info(self.data.describe())
         if loaded_here:  # a caller that passes its data (tuning) reports its problems once itself
             self._log_data_problems(spec)
         if self.run.exists() and os.path.exists(self.run.class_names_path):
@@ -128,9 +145,14 @@ class Trainer:
         with self.strategy.scope():
             self.model = model_lib.build_model(cfg.model, self.data.num_classes, seed=cfg.seed)
         self.block_ids = backbones.block_ids(spec, model_lib.backbone_of(self.model))
-        if cfg.stage2.epochs and re.fullmatch(r"\d+|\d+\s*(blocks?|b)", str(cfg.stage2.unfreeze).strip().lower()):
-            # A count beyond the backbone fails now, not after stage 1.
-            model_lib.parse_unfreeze(cfg.stage2.unfreeze, model_lib.backbone_of(self.model), self.block_ids)
+        stage2 = _checkpoint.StageState(self.run, 2)
+        resumed_inputs = stage2.data.get("inputs", None if not stage2.epochs_done else "images")
+        with self.strategy.scope():  # the cut's top model must belong to the strategy, as the classifier does
+            self.plans = plan_lib.make_plan(
+                cfg, self.model, self.block_ids, num_train=len(self.data.train), num_val=len(self.data.val),
+                feature_dim=int(self.model.get_layer("pool").output.shape[-1]),
+                memory_budget=self.store.memory_budget, stage1_done=_checkpoint.StageState(self.run, 1).done,
+                stage2_inputs={"cut": "activations"}.get(resumed_inputs, resumed_inputs))
 
     def _log_data_problems(self, spec, limit: int = 50):
         """One line per problem, the same lines as `tfl check` (training uses the good images)."""
@@ -139,10 +161,10 @@ class Trainer:
         report = checks.inspect_data(self.data, spec.name, self.image_size, self.config.class_weight)
         problems = report.problems()
         for line in problems[:limit]:
-            _log(line)
+            log.info(line)
         if len(problems) > limit:
-            _log(f"... and {len(problems) - limit} more problems: tfl check --data {self.config.data.source} "
-                 "lists them all")
+            log.info(f"... and {len(problems) - limit} more problems: tfl check --data {self.config.data.source} "
+                     "lists them all")
 
     def _labels(self, y):
         import tensorflow as tf
@@ -165,19 +187,16 @@ class Trainer:
         return (keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing),
                 [keras.metrics.CategoricalAccuracy(name="accuracy")])
 
-    def _compile(self, model, stage, stage_cfg, steps_per_epoch, groups=None, lr=None):
-        from tfl.models import classifier as model_lib
-
+    def _compile(self, model, stage, optimizer):
         jit = self.config.jit_compile
         blocking = model_lib.layers_without_xla(model) if jit else []
         if blocking:  # say so once, in our words, instead of Keras' warning on every compile
-            _log(f"stage {stage}: XLA (--xla, jit_compile) is off for this stage: it trains on images through "
-                 f"{', '.join(blocking)}, which XLA cannot compile")
+            log.info(f"stage {stage}: XLA (--xla, jit_compile) is off for this stage: it trains on images through "
+                     f"{', '.join(blocking)}, which XLA cannot compile")
             jit = False
         with self.strategy.scope():
             loss, metrics = self._loss()
-            model.compile(optimizer=_optim.make_optimizer(stage_cfg, steps_per_epoch, groups=groups, lr=lr),
-                          loss=loss, metrics=metrics, jit_compile=jit)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
 
     def _callbacks(self, state, stage_cfg, stage, groups=None):
         import keras
@@ -189,111 +208,145 @@ class Trainer:
             *self.extra_callbacks,
         ]
 
-    # -- learning rates ---------------------------------------------------------------------
-    def _range_test(self, stage, model, train_ds, **kwargs):
+    # -- learning rates ---------------------------------------------------------------------------
+    def _range_test(self, plan, model, train_ds, *, min_lr: float = 1e-7, max_lr: float = 10.0,
+                    steps: typing.Optional[int] = None, method: str = "valley"):
+        """The LR range test of a stage: its model, loss, optimizer (constant rate) and inputs, inside `fit`."""
         from tfl.training import lr_finder
 
-        return lr_finder.stage_range_test(self, stage, model, train_ds, **kwargs)
+        stage_cfg = self.config.stage1 if plan.stage == 1 else self.config.stage2
+        fixed = dataclasses.replace(stage_cfg, lr=min_lr, schedule="constant", warmup_epochs=0.0)
+        steps = steps or (200 if plan.stage == 1 else 100)
+        t = time.time()
+        self._compile(model, plan.stage, _optim.make_optimizer(fixed, 1))
+        result = lr_finder.range_test(model, train_ds, min_lr=min_lr, max_lr=max_lr, steps=steps, method=method,
+                                      stage=plan.stage)
+        log.info(f"stage {plan.stage}: LR finder suggests {result.suggestion:.2e} ({method}; {len(result.lrs)} "
+                 f"steps in {time.time() - t:.0f}s)")
+        return result
 
-    def _stage_lr(self, stage, stage_cfg, state, model, train_ds, steps_per_epoch):
+    def _learning_rate(self, plan, state, model, train_ds):
+        """The stage's peak learning rate and its `LayerGroups` (None: one rate for all).
+
+        `auto` runs the range test once; the rate found is kept in state.json so
+        a resumed run trains with the same rate, and its plot is written to
+        `RUN/lr_find_stage{n}.png`.
+        """
         from tfl.training import _discriminative
 
-        return _discriminative.stage_learning_rate(self, stage, stage_cfg, state, model, train_ds)
+        high = plan.lr.high
+        if plan.lr.kind == "auto":
+            high = state.data.get("lr_found")
+            if high is None:
+                result = self._range_test(plan, model, train_ds)
+                with contextlib.suppress(Exception):  # the plot is a convenience, never a failure
+                    result.save(os.path.join(self.run.path, f"lr_find_stage{plan.stage}.png"))
+                high = result.suggestion
+                state.commit(lr_found=high)
+        if not plan.uses_layer_groups:
+            return high, None
+        stage_cfg = self.config.stage2
+        groups = _discriminative.LayerGroups(model, self.block_ids, plan.lr.low if plan.lr.kind == "range" else None,
+                                             high, gradual=plan.gradual, epochs=stage_cfg.epochs)
+        log.info(f"stage 2: {groups.describe(state.epochs_done)}")
+        return high, groups
 
     def find_lr(self, stage: int = 1, **kwargs):
         """Runs the LR range test for `stage` (stage 2: after training stage 1) and returns its result."""
         self._setup()
+        plan1, plan2 = self.plans
         if stage == 1:
-            head, train_ds, _, _ = self._stage1_inputs()
-            return self._range_test(1, head, train_ds, **kwargs)
+            return self._range_test(plan1, *self._inputs(plan1)[:2], **kwargs)
         if self.config.stage1.epochs:
-            self._stage1()
-        model, train_ds, _, _ = self._stage2_inputs()
-        return self._range_test(2, model, train_ds, **kwargs)
+            self._run_stage(plan1, *self._inputs(plan1))
+        return self._range_test(plan2, *self._inputs(plan2)[:2], **kwargs)
 
-    # -- stages -----------------------------------------------------------------------------
-    def _run_stage(self, stage, model, train_ds, val_ds, steps_per_epoch):
+    # -- inputs -----------------------------------------------------------------------------------
+    def _inputs(self, plan):
+        """(model to fit, train batches, val batches, steps per epoch) of a stage, as its plan says."""
+        if plan.stage == 2:
+            self._unfreeze(plan)
+        steps = math.ceil(len(self.data.train) / self.config.data.batch_size)
+        state = _checkpoint.StageState(self.run, plan.stage)
+        if plan.stage == 1 and state.done:  # resumed after stage 1: its best head is all that is needed
+            return self.model.get_layer("head"), None, None, 1
+        if plan.inputs == "features":
+            model, train_ds, val_ds, copies = self._features(plan)
+        elif plan.inputs == "activations":
+            model, train_ds, val_ds, copies = self._activations(plan)
+        else:
+            model, train_ds, val_ds, copies = self._images()
+        if plan.stage == 2:
+            state.commit(inputs={"activations": "cut"}.get(plan.inputs, plan.inputs))
+        if state.epochs_done % copies:
+            # Resumed mid-stage: start on the copy that the next epoch would have used.
+            train_ds = train_ds.skip(state.epochs_done % copies * steps)
+        return model, train_ds, val_ds, steps
+
+    def _unfreeze(self, plan):
+        names = model_lib.unfreeze(self.model, self.config.stage2.unfreeze, self.block_ids)
+        log.info(f"stage 2: unfroze {len(names)} backbone layers with weights (BatchNorm stays frozen), "
+                 f"{sum(int(w.numpy().size) for w in self.model.trainable_weights):,} trainable parameters")
+        self.unfrozen_layers = names
+        _checkpoint.StageState(self.run, 2).commit(unfrozen_layers=names)
+
+    def _features(self, plan):
+        """Stage 1: the head and its datasets of cached pooled features."""
+        cfg = self.config
+        t = time.time()
+        cache = self.store.features(self.model, self.data, self.image_size, cfg.data.batch_size,
+                                    copies=plan.copies, seed=cfg.seed, split=plan.split)
+        how = ("reused" if not cache.on_disk else "read from the disk cache") if cache.reused else "computed"
+        log.info(f"stage 1: backbone features of {len(self.data.train)} images x {cache.copies} cop"
+                 f"{'y' if cache.copies == 1 else 'ies'} {how} in {time.time() - t:.1f}s")
+        train_ds = cache.train_dataset(self._labels, cfg.data.batch_size, cfg.seed)
+        val_ds = cache.val_dataset(self._labels, cfg.data.batch_size)
+        return self.model.get_layer("head"), train_ds, val_ds, cache.copies
+
+    def _activations(self, plan):
+        """Stage 2 on cached activations of the frozen bottom: the top model and its datasets."""
+        cfg = self.config
+        t = time.time()
+        acts, kept = self.store.activations(plan.split, self.data, self.image_size, cfg.data.batch_size,
+                                            copies=plan.copies, seed=cfg.seed, kept_copies=plan.kept_copies)
+        how = "kept from stage 1's pass" if kept else f"computed in {time.time() - t:.1f}s"
+        log.info(f"stage 2: activations of the frozen bottom ({plan.split.describe()}) of {len(self.data.train)} "
+                 f"images x {acts.copies} cop{'y' if acts.copies == 1 else 'ies'} {how}; "
+                 "training the unfrozen top on them")
+        train_ds, val_ds = acts.datasets(self._labels, cfg.data.batch_size, cfg.seed)
+        return plan.split.top, train_ds, val_ds, acts.copies
+
+    def _images(self):
+        """Stage 2 on images: the whole classifier and its image datasets."""
+        cfg = self.config
+        bs = cfg.data.batch_size
+        train_ds = self.data.train.dataset(self.image_size, bs, shuffle=True, seed=cfg.seed, repeat=True)
+        train_ds = train_ds.map(lambda x, y: (x, self._labels(y)))
+        val_ds = self.data.val.dataset(self.image_size, bs).map(lambda x, y: (x, self._labels(y)))
+        return self.model, train_ds, val_ds, 1
+
+    # -- stages -----------------------------------------------------------------------------------
+    def _run_stage(self, plan, model, train_ds, val_ds, steps_per_epoch):
         """Trains `model` for one stage, resuming from its checkpoint; restores its best weights."""
-        stage_cfg = self.config.stage1 if stage == 1 else self.config.stage2
-        state = _checkpoint.StageState(self.run, stage)
-        lr, groups = self._stage_lr(stage, stage_cfg, state, model, train_ds, steps_per_epoch)
-        self._compile(model, stage, stage_cfg, steps_per_epoch, groups=groups, lr=lr)
+        stage_cfg = self.config.stage1 if plan.stage == 1 else self.config.stage2
+        state = _checkpoint.StageState(self.run, plan.stage)
+        lr, groups = self._learning_rate(plan, state, model, train_ds)
+        self._compile(model, plan.stage, _optim.make_optimizer(stage_cfg, steps_per_epoch, groups=groups, lr=lr))
         if state.done:
             state.restore_best(model)
             return state
         with self.strategy.scope():
             resumed = state.restore_last(model)
         if resumed:
-            _log(f"stage {stage}: resuming after epoch {state.epochs_done}")
+            log.info(f"stage {plan.stage}: resuming after epoch {state.epochs_done}")
         if state.epochs_done < stage_cfg.epochs and not state.data.get("stopped_early"):
             model.fit(train_ds, validation_data=val_ds, epochs=stage_cfg.epochs, initial_epoch=state.epochs_done,
                       shuffle=False,  # the datasets shuffle themselves
-                      steps_per_epoch=steps_per_epoch, callbacks=self._callbacks(state, stage_cfg, stage, groups),
+                      steps_per_epoch=steps_per_epoch, callbacks=self._callbacks(state, stage_cfg, plan.stage, groups),
                       class_weight=self._class_weight(), verbose=self.verbose)
         state.restore_best(model)
         state.commit(done=True)
         return state
-
-    def _stage1(self):
-
-        cfg = self.config
-        head = self.model.get_layer("head")
-        done = _checkpoint.StageState(self.run, 1)
-        if done.done:  # resumed after stage 1: its best head is all that is needed
-            return self._run_stage(1, head, None, None, 1)
-        return self._run_stage(1, *self._stage1_inputs())
-
-    def _stage1_inputs(self):
-        """The head and its datasets of cached backbone features."""
-        from tfl.training import _frozen_bottom
-        from tfl.training import activations as features
-
-        cfg = self.config
-        head = self.model.get_layer("head")
-        done = _checkpoint.StageState(self.run, 1)
-        copies = cfg.augment_copies if cfg.model.augment else 1
-        t = time.time()
-        # The same pass keeps the activations where stage 2's trainable layers begin (stage 2 trains on them).
-        with self.strategy.scope():  # its top model must belong to the strategy, as the classifier does
-            split = _frozen_bottom.stage2_split(self.model, cfg, self.block_ids) if self.features is None else None
-        default = functools.partial(features.FeatureCache, cache_dir=self.run.features_dir, split=split)
-        cache = (self.features or default)(self.model, self.data, self.image_size, cfg.data.batch_size,
-                                           copies=min(copies, max(1, cfg.stage1.epochs)), seed=cfg.seed)
-        self.feature_cache = cache
-        how = "read from the disk cache" if getattr(cache, "reused", False) else "computed"
-        _log(f"stage 1: backbone features of {len(self.data.train)} images x {cache.copies} cop"
-             f"{'y' if cache.copies == 1 else 'ies'} {how} in {time.time() - t:.1f}s")
-        train_ds = cache.train_dataset(self._labels, cfg.data.batch_size, cfg.seed)
-        val_ds = cache.val_dataset(self._labels, cfg.data.batch_size)
-        steps = math.ceil(len(self.data.train) / cfg.data.batch_size)
-        if done.epochs_done % cache.copies:
-            # Resumed mid-stage: start on the copy that the next epoch would have used.
-            train_ds = train_ds.skip(done.epochs_done % cache.copies * steps)
-        return head, train_ds, val_ds, steps
-
-    def _stage2(self):
-        return self._run_stage(2, *self._stage2_inputs())
-
-    def _stage2_inputs(self):
-        """The model with the top of its backbone unfrozen, and its image datasets."""
-        cfg = self.config
-        names = model_lib.unfreeze(self.model, cfg.stage2.unfreeze, self.block_ids)
-        _log(f"stage 2: unfroze {len(names)} backbone layers with weights (BatchNorm stays frozen), "
-             f"{sum(int(w.numpy().size) for w in self.model.trainable_weights):,} trainable parameters")
-        self.unfrozen_layers = names
-        _checkpoint.StageState(self.run, 2).commit(unfrozen_layers=names)
-        from tfl.training import _frozen_bottom
-
-        with self.strategy.scope():  # a model made outside the scope cannot fit under the strategy
-            cut = _frozen_bottom.stage2_inputs(self, _checkpoint.StageState(self.run, 2))
-        if cut is not None:  # the top trains on cached activations of the frozen bottom
-            return (*cut, math.ceil(len(self.data.train) / cfg.data.batch_size))
-        bs = cfg.data.batch_size
-        train_ds = self.data.train.dataset(self.image_size, bs, shuffle=True, seed=cfg.seed, repeat=True)
-        train_ds = train_ds.map(lambda x, y: (x, self._labels(y)))
-        val_ds = self.data.val.dataset(self.image_size, bs).map(lambda x, y: (x, self._labels(y)))
-        steps = math.ceil(len(self.data.train) / bs)
-        return self.model, train_ds, val_ds, steps
 
     def fit(self) -> FineTuneResult:
         """Runs (or resumes) both stages and writes the run folder.
@@ -318,10 +371,11 @@ class Trainer:
         t0 = time.time()
         self._setup()
         cfg = self.config
-        s1 = self._stage1() if cfg.stage1.epochs else None
+        plan1, plan2 = self.plans
+        s1 = self._run_stage(plan1, *self._inputs(plan1)) if plan1.epochs else None
         s1_weights = [w.numpy() for w in self.model.weights]
         _checkpoint.kill_point("between-stages")
-        s2 = self._stage2() if cfg.stage2.epochs else None
+        s2 = self._run_stage(plan2, *self._inputs(plan2)) if plan2.epochs else None
         m1, m2 = _stage_metrics(s1, cfg.monitor), _stage_metrics(s2, cfg.monitor)
         best_stage = 2 if s2 else 1
         if s1 and s2 and _worse(m2.get(cfg.monitor), m1.get(cfg.monitor), cfg.monitor):
@@ -332,27 +386,25 @@ class Trainer:
         self._save(m1, m2, best_stage)
         if self.write_report:
             self._report()
-        _log(f"stage 1 {_fmt(m1)} | stage 2 {_fmt(m2)} | kept stage {best_stage}; "
-             f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
+        log.info(f"stage 1 {_fmt(m1)} | stage 2 {_fmt(m2)} | kept stage {best_stage}; "
+                 f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
         return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model)
 
     def _report(self):
         try:
             from tfl.reports.report import report
 
-            _log(f"report: {report(self.run.path, model=self.model, image_data=self.data)}")
+            log.info(f"report: {report(self.run.path, model=self.model, image_data=self.data)}")
         except Exception as e:  # noqa: BLE001 - a report is a convenience; it must never fail a finished run
             why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            _log(f"warning: report not written ({why}); retry with: tfl report {self.run.path}")
+            log.info(f"warning: report not written ({why}); retry with: tfl report {self.run.path}")
 
     def _save(self, m1, m2, best_stage):
-        from tfl.runs import atomic_path
+        from tfl.runs import atomic_path, ensure_space
 
         history = {"stage1": _checkpoint.StageState(self.run, 1).history,
                    "stage2": _checkpoint.StageState(self.run, 2).history}
         self.run.write_history(history)
-        from tfl.runs import ensure_space
-
         ensure_space(self.run.path, _checkpoint.variables_bytes(self.model.weights) + (1 << 20))
         with atomic_path(self.run.model_path) as tmp:
             self.model.save(tmp)
@@ -377,7 +429,7 @@ def _stage_metrics(state, monitor) -> dict:
 def _worse(a, b, monitor) -> bool:
     if a is None or b is None:
         return False
-    return a < b if not monitor.endswith("loss") else a > b
+    return a > b if is_minimized(monitor) else a < b
 
 
 def _fmt(m: dict) -> str:
@@ -410,3 +462,47 @@ def fine_tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/late
     """
     cfg = config_lib.apply_overrides(config or TrainConfig(), **overrides)
     return Trainer(cfg, out, resume=resume, overwrite=overwrite, verbose=verbose).fit()
+
+
+def lr_find(config=None, *, stage: int = 1, out: typing.Optional[str] = None, min_lr: float = 1e-7,
+            max_lr: float = 10.0, steps: typing.Optional[int] = None, method: str = "valley",
+            verbose=0, **overrides) -> LRFinderResult:
+    """Runs the learning-rate range test for one stage of a run's configuration.
+
+    Args:
+        config: a `TrainConfig` (`None`: the defaults).
+        stage: 1 (the head, on cached features) or 2 (the unfrozen top of
+            the backbone and the head, after training the head as stage 1
+            is configured).
+        out: PNG path of the plot (the numbers go beside it as `.json`).
+        min_lr: first learning rate.
+        max_lr: last learning rate.
+        steps: steps of the test (default 200 for stage 1, 100 for stage 2).
+        method: `valley`, `steepest` or `minimum`.
+        verbose: Keras verbosity of the stage-1 training before a stage-2 test.
+        **overrides: the shortcuts of `tfl.fine_tune` (`data`, `backbone`,
+            `weights`, `image_size`, `unfreeze`, ...).
+
+    Returns:
+        An `LRFinderResult`; `result.suggestion` is the learning rate.
+
+    Examples:
+        >>> r = tfl.lr_find(data="folder:hymenoptera_data", backbone="mobilenet_025", out="lr.png")
+        >>> r.suggestion
+        0.0063...
+    """
+    from tfl.training.lr_finder import METHODS
+
+    if stage not in (1, 2):
+        raise UsageError(f"--stage {stage}: the range test is for stage 1 or 2")
+    if method not in METHODS:
+        raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
+    cfg = config_lib.apply_overrides(config or TrainConfig(), **overrides)
+    if stage == 1:
+        cfg.stage2.epochs = 0
+    with tempfile.TemporaryDirectory(prefix="tfl-lr-find-") as tmp:
+        trainer = Trainer(cfg, os.path.join(tmp, "run"), verbose=verbose)
+        result = trainer.find_lr(stage, min_lr=min_lr, max_lr=max_lr, steps=steps, method=method)
+    if out:
+        result.save(out)
+    return result

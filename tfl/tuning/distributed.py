@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import typing
 
 from tfl.errors import UsageError

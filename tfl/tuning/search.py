@@ -25,6 +25,7 @@ import typing
 import keras_tuner as kt
 
 from tfl import config as config_lib
+from tfl._logging import log
 from tfl.config import TrainConfig
 from tfl.errors import TflError, UsageError
 from tfl.runs import RunFolder, atomic_write_json, read_json
@@ -190,16 +191,16 @@ def tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/tune", *,
         from tfl.training import strategy as strategy_lib
 
         strategy = strategy_lib.get_strategy(cfg.strategy)
-        _tuner.log(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica"
-                   f"{'s' if strategy.num_replicas_in_sync > 1 else ''}")
+        log.info(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica"
+                 f"{'s' if strategy.num_replicas_in_sync > 1 else ''}")
         image_data = image_data or data_lib.load_data(cfg.data, seed=cfg.seed)
     oracle.log_trials = role != "worker"
     search_tuner = _tuner.TwoStageTuner(oracle, HyperModel(cfg, space), out, data=image_data, strategy=strategy,
                                         executions_per_trial=settings["executions_per_trial"], verbose=verbose,
                                         callbacks=callbacks, deadline=deadline)
-    _tuner.log(f"{'resuming' if resume else 'starting'} {settings['tuner']} search in {out}: "
-               f"{settings['max_trials']} trials, objective {settings['objective']}"
-               + (f", role {role} ({os.environ.get(_distributed.TUNER_ID)})" if role else ""))
+    log.info(f"{'resuming' if resume else 'starting'} {settings['tuner']} search in {out}: "
+             f"{settings['max_trials']} trials, objective {settings['objective']}"
+             + (f", role {role} ({os.environ.get(_distributed.TUNER_ID)})" if role else ""))
     if role == "chief":
         search_tuner.save()
         _distributed.serve(search_tuner.oracle)
@@ -275,14 +276,14 @@ def _finish(search_tuner, out, settings, timed_out) -> TuneResult:
     atomic_write_json(os.path.join(out, "trials.json"), rows)
     done = [r for r in rows if r["status"] == "COMPLETED"]
     if not done:
-        _tuner.log(f"no trial completed; see {out}/trials.json")
+        log.info(f"no trial completed; see {out}/trials.json")
         return TuneResult(out, None, None, None, objective, {}, rows, timed_out)
     best = done[0]
     best_dir = os.path.join(out, "best")
     source = _best_execution(search_tuner, best["trial_id"], objective)
     if source is None:
-        _tuner.log(f"the best trial's run ({best['run_dir']}) is not on this machine; "
-                   f"retrain it with: tfl train --config {out}/best_config.json")
+        log.info(f"the best trial's run ({best['run_dir']}) is not on this machine; "
+                 f"retrain it with: tfl train --config {out}/best_config.json")
         best_dir = None
     else:
         _copy_run(source, best_dir)
@@ -320,7 +321,7 @@ def _best_execution(search_tuner, trial_id, objective):
     scored = [(s, r) for s, r in scored if s is not None]
     if not scored:
         return None
-    return (min if objective.endswith("loss") else max)(scored)[1]
+    return (min if config_lib.is_minimized(objective) else max)(scored)[1]
 
 
 def _copy_run(source: str, dest: str) -> None:

@@ -1,11 +1,14 @@
 """The Keras Tuner side of `tfl.tune`: oracles chosen by name, and a tuner
 whose trial is one whole two-stage run (`tfl.training.trainer.Trainer`).
 
-Keras Tuner has no way to compile and fit twice inside a trial, so
-`TwoStageTuner.run_trial` is overridden: it turns the trial's hyperparameters
-into a `TrainConfig` (`HyperModel.build`, which builds nothing heavy), trains
-it into `DIR/trials/<trial id>` and returns the validation metrics of the
-model the run keeps. Work is reused between trials:
+Keras Tuner is used through its public API only. `TwoStageTuner` is a
+`keras_tuner.Tuner` that overrides `run_trial`, the hook Keras Tuner
+documents for trials that are not one `model.fit` ("if not calling
+`super().run_trial()`, it can tune anything"): it turns the trial's
+hyperparameters into a `TrainConfig` (`HyperModel.build`, which builds
+nothing heavy), trains it `executions_per_trial` times into
+`DIR/trials/<trial id>[.<execution>]` and returns each run's validation
+metrics, which Keras Tuner averages. Work is reused between trials:
 
 * trials with the same backbone, weights, image size and augmentation share
   stage 1's feature cache (kept in memory, a few at a time);
@@ -23,24 +26,19 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 
 import keras_tuner as kt
-from keras_tuner.src.engine import base_tuner
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine.trial import Trial, TrialStatus
 
-from tfl.config import TrainConfig
+from tfl import _compat
+from tfl._logging import log
+from tfl.config import TrainConfig, is_minimized
 from tfl.errors import UsageError
 from tfl.runs import RunFolder, atomic_write_text, read_json
 from tfl.tuning import space as _search_space
 
-TUNERS = ("random", "grid", "bayesian", "hyperband")
 OBJECTIVES = ("val_accuracy", "val_loss")
-
-
-def log(msg: str) -> None:
-    print(f"[tfl] {msg}", file=sys.stderr, flush=True)
 
 
 def _atomic_save_json(path: str, state) -> None:
@@ -52,19 +50,19 @@ def _atomic_save_json(path: str, state) -> None:
 class _TflOracle:
     """Mixed into Keras Tuner's oracles: atomic state files, a deadline, progress lines."""
 
-    deadline = None
-    log_trials = True
+    deadline = None  # --max-time: `time.time()` after which no trial starts
+    log_trials = True  # the process that owns the oracle prints each trial's start and end
 
     @kt.synchronized
     def create_trial(self, tuner_id):
         if self.deadline is not None and time.time() >= self.deadline and tuner_id not in self.ongoing_trials:
             # --max-time: no new trial; the search ends with what it has.
             self.tuner_ids.discard(tuner_id)
-            return trial_module.Trial(self.get_space(), status=trial_module.TrialStatus.STOPPED)
+            return Trial(self.get_space(), status=TrialStatus.STOPPED)
         trial = super().create_trial(tuner_id)
-        if trial.status == trial_module.TrialStatus.RUNNING and self.log_trials:
+        if trial.status == TrialStatus.RUNNING and self.log_trials:
             self._started = {**getattr(self, "_started", {}), trial.trial_id: time.time()}
-            log(f"trial {trial.trial_id} started ({tuner_id}): {format_hps(trial.hyperparameters.values)}")
+            log.info(f"trial {trial.trial_id} started ({tuner_id}): {format_hps(trial.hyperparameters.values)}")
         return trial
 
     @kt.synchronized
@@ -75,9 +73,11 @@ class _TflOracle:
             seconds = time.time() - getattr(self, "_started", {}).get(trial.trial_id, time.time())
             score = f"{self.objective.name} {trial.score:.4f}" if trial.score is not None else "no score"
             why = (trial.message or "").strip().splitlines()
-            why = f" ({why[-1]})" if why and trial.status != trial_module.TrialStatus.COMPLETED else ""
-            log(f"trial {trial.trial_id} {trial.status.lower()}: {score} in {seconds:.0f}s{why}")
+            why = f" ({why[-1]})" if why and trial.status != TrialStatus.COMPLETED else ""
+            log.info(f"trial {trial.trial_id} {trial.status.lower()}: {score} in {seconds:.0f}s{why}")
 
+    # Keras Tuner has no public hook for how its files are written; these two are its
+    # own (overridable) methods, on this object.
     def save(self):
         _atomic_save_json(self._get_oracle_fname(), self.get_state())
 
@@ -85,24 +85,49 @@ class _TflOracle:
         _atomic_save_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
 
-def make_oracle(name: str, objective: str, max_trials: int, seed: int, max_epochs: int, factor: int = 3):
-    """The Keras Tuner oracle for tuner `name`, with tfl's additions mixed in."""
-    direction = "min" if objective.endswith("loss") else "max"
-    objective = kt.Objective(objective, direction)
-    base = {"random": kt.oracles.RandomSearchOracle, "grid": kt.oracles.GridSearchOracle,
-            "bayesian": kt.oracles.BayesianOptimizationOracle, "hyperband": kt.oracles.HyperbandOracle}[name]
-    if name == "bayesian":
+class TflRandomSearchOracle(_TflOracle, kt.oracles.RandomSearchOracle):
+    """`--tuner random`."""
+
+
+class TflGridSearchOracle(_TflOracle, kt.oracles.GridSearchOracle):
+    """`--tuner grid`."""
+
+
+class TflBayesianOptimizationOracle(_TflOracle, kt.oracles.BayesianOptimizationOracle):
+    """`--tuner bayesian`: Keras Tuner's Gaussian process, which needs scipy."""
+
+    def __init__(self, *args, **kwargs):
         try:
-            import scipy  # noqa: F401 (Keras Tuner's Gaussian process needs it)
+            import scipy  # noqa: F401
         except ImportError:
             raise UsageError("--tuner bayesian needs scipy: pip install scipy (or keras-tuner[bayesian])") from None
-    cls = type(f"Tfl{base.__name__}", (_TflOracle, base), {})
+        super().__init__(*args, **kwargs)
+
+
+class TflHyperbandOracle(_TflOracle, kt.oracles.HyperbandOracle):
+    """`--tuner hyperband`: its budget is stage-2 epochs (`tuner/epochs`), at most `max_trials` trials."""
+
+    def __init__(self, objective, max_trials=None, **kwargs):
+        super().__init__(objective, **kwargs)
+        # HyperbandOracle takes no max_trials, but Oracle.create_trial honours the attribute.
+        self.max_trials = max_trials
+
+
+ORACLES = {"random": TflRandomSearchOracle, "grid": TflGridSearchOracle,
+           "bayesian": TflBayesianOptimizationOracle, "hyperband": TflHyperbandOracle}
+TUNERS = tuple(ORACLES)
+
+
+def make_oracle(name: str, objective: str, max_trials: int, seed: int, max_epochs: int, factor: int = 3):
+    """The oracle of tuner `name` (`ORACLES`): Keras Tuner's, with tfl's additions."""
+    if name not in ORACLES:
+        raise UsageError(f"--tuner {name} is not one of {', '.join(TUNERS)}")
+    objective = kt.Objective(objective, "min" if is_minimized(objective) else "max")
     if name == "hyperband":
-        oracle = cls(objective, max_epochs=max(1, max_epochs), factor=factor, hyperband_iterations=1, seed=seed)
-        # Hyperband has no max_trials argument, but Oracle.create_trial honours the attribute.
-        oracle.max_trials = max_trials
+        oracle = TflHyperbandOracle(objective, max_trials=max_trials, max_epochs=max(1, max_epochs), factor=factor,
+                                    hyperband_iterations=1, seed=seed)
     else:
-        oracle = cls(objective, max_trials=max_trials, seed=seed)
+        oracle = ORACLES[name](objective, max_trials=max_trials, seed=seed)
     oracle.verbose = 0  # tfl prints its own one-line progress and the final table
     return oracle
 
@@ -132,8 +157,32 @@ def stage1_key(cfg: TrainConfig) -> str:
     return _digest(d)
 
 
-class TwoStageTuner(base_tuner.BaseTuner):
+class TwoStageTuner(kt.Tuner):
     """Runs each trial as the two-stage recipe; see the module docstring.
+
+    `run_trial` is overridden and does not call `super().run_trial()`, the
+    way `kt.Tuner` documents for trials that are not one Keras `fit` ("if not
+    calling `super().run_trial()`, it can tune anything"). Keras Tuner's own
+    `run_trial` (its loop over `executions_per_trial`, and the only caller of
+    `HyperModel.fit`) cannot run this trial without overriding private
+    methods (`Tuner._build_and_fit_model` or `_try_build`):
+
+    * for every execution it calls `HyperModel.build` and stops the whole
+      search (`FatalTypeError`) unless that returns a `keras.Model`; here
+      `build` returns the trial's `TrainConfig` (it must stay cheap and pure:
+      Keras Tuner also calls it to discover the space), and the `Trainer`
+      builds the models and fits twice (head, then fine-tuning);
+    * `HyperModel.fit` is not told which execution it runs, so it could not
+      train seed `seed + i` into `DIR/trials/<id>.<i>`;
+    * its `SaveBestEpoch` callback saves the fitted model's weights at every
+      improvement into Keras Tuner's trial folder, a second checkpoint next
+      to the run's own (of both stages, which resuming uses).
+
+    From `kt.Tuner` this class keeps `executions_per_trial`, the multi-worker
+    reporting of `distribution_strategy` (in a MultiWorkerMirroredStrategy
+    cluster, only the worker that checkpoints reports the trial) and
+    `get_best_models` (through `load_model`); Keras Tuner averages the
+    executions' metrics that `run_trial` returns.
 
     Args:
         oracle: from `make_oracle`.
@@ -149,19 +198,18 @@ class TwoStageTuner(base_tuner.BaseTuner):
 
     def __init__(self, oracle, hypermodel, search_dir, *, data=None, strategy=None, executions_per_trial=1,
                  verbose=0, callbacks=(), deadline=None):
-        self.search_dir, self.data, self.strategy = search_dir, data, strategy
-        self.executions_per_trial, self.verbose = executions_per_trial, verbose
+        self.search_dir, self.data, self.verbose = search_dir, data, verbose
         self.callbacks, self.deadline = list(callbacks), deadline
         self._caches, self._bottoms = collections.OrderedDict(), collections.OrderedDict()
         self.cut_short = set()
         self.trials_run = []
-        super().__init__(oracle, hypermodel, directory=search_dir, project_name="tuner", overwrite=False)
-        extended = getattr(strategy, "extended", None)
-        if extended is not None and getattr(extended, "_in_multi_worker_mode", lambda: False)():
-            # Workers of one MultiWorkerMirrored cluster share a tuner id and run the same
-            # trial; only the one that checkpoints reports (as keras_tuner.Tuner does).
-            self.oracle.multi_worker = True
-            self.oracle.should_report = extended.should_checkpoint
+        super().__init__(oracle, hypermodel, distribution_strategy=strategy, directory=search_dir,
+                         project_name="tuner", overwrite=False, executions_per_trial=executions_per_trial)
+
+    @property
+    def strategy(self):
+        """The `tf.distribute.Strategy` every trial trains under (Keras Tuner's `distribution_strategy`)."""
+        return self.distribution_strategy
 
     # -- files --------------------------------------------------------------------------------
     def run_dir(self, trial_id: str, execution: int = 0) -> str:
@@ -173,15 +221,22 @@ class TwoStageTuner(base_tuner.BaseTuner):
             self.oracle.save()
         _atomic_save_json(self._get_tuner_fname(), self.get_state())
 
+    def load_model(self, trial):
+        """The model trial `trial` kept (its first execution's), so `get_best_models` works."""
+        from tfl.serving.prediction import load_model
+
+        return load_model(self.run_dir(trial.trial_id))
+
     # -- one trial -------------------------------------------------------------------------------
     def run_trial(self, trial, *args, **kwargs):
+        """Trains the trial's config `executions_per_trial` times; Keras Tuner averages the metrics returned."""
         hp = trial.hyperparameters
         cfg = self.hypermodel.build(hp)
         if "tuner/epochs" in hp.values:
             cfg.stage2.epochs = int(hp.values["tuner/epochs"])
         previous = hp.values.get("tuner/trial_id")
         if self._is_worker() or not self.oracle.log_trials:
-            log(f"trial {trial.trial_id} started ({self.tuner_id}): {format_hps(hp.values)}")
+            log.info(f"trial {trial.trial_id} started ({self.tuner_id}): {format_hps(hp.values)}")
         self.trials_run.append(trial.trial_id)
         results = []
         for i in range(self.executions_per_trial):
@@ -189,14 +244,14 @@ class TwoStageTuner(base_tuner.BaseTuner):
             run_cfg.seed = cfg.seed + i
             donor = self.run_dir(previous, i) if previous else None
             results.append(self._run(run_cfg, self.run_dir(trial.trial_id, i), donor, trial.trial_id))
-        return results if len(results) > 1 else results[0]
+        return results
 
     def _run(self, cfg, run_dir, continue_from, trial_id) -> dict:
         from tfl.training.trainer import Trainer
 
         t0 = time.time()
         self._cfg = cfg  # the key of `_features`
-        gradients = _custom_gradients()
+        gradients = _compat.custom_gradient_names()
         resume = self._prepare(cfg, run_dir, continue_from)
         callbacks = list(self.callbacks)
         if self.deadline is not None:
@@ -222,21 +277,11 @@ class TwoStageTuner(base_tuner.BaseTuner):
         import keras
 
         if gradients is not None:
-            _forget_custom_gradients(gradients)
+            _compat.forget_custom_gradients(gradients)
         keras.backend.clear_session()
         gc.collect()
-        try:  # TensorFlow caches the kernels of every traced train step; a finished trial's are never reused
-            from tensorflow.python.eager import context
-
-            context.context().clear_kernel_cache()
-        except (ImportError, AttributeError):
-            pass
-        try:  # glibc keeps freed pages (tens of MB after a trial); hand them back to the system
-            import ctypes
-
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass  # not glibc
+        _compat.clear_kernel_cache()  # a finished trial's traced train steps are never reused
+        _compat.malloc_trim()
 
     def _prepare(self, cfg, run_dir, continue_from) -> bool:
         """Readies `run_dir`; True when the Trainer should resume it rather than start afresh."""
@@ -245,7 +290,7 @@ class TwoStageTuner(base_tuner.BaseTuner):
             # A trial that was running when the search was killed: continue its run.
             try:
                 if run.read_config().to_dict() == cfg.to_dict():
-                    log(f"{run_dir}: continuing an interrupted run")
+                    log.info(f"{run_dir}: continuing an interrupted run")
                     return True
             except (ValueError, OSError):
                 pass
@@ -262,7 +307,7 @@ class TwoStageTuner(base_tuner.BaseTuner):
                 shutil.copy2(os.path.join(RunFolder(donor).checkpoint_dir, state[key]), run.checkpoint_dir)
         run.write_config(cfg)
         run.write_state({"stage1": state, "stage1_from": os.path.basename(donor)})
-        log(f"{run_dir}: stage 1 shared with {os.path.basename(donor)} (same stage-1 hyperparameters)")
+        log.info(f"{run_dir}: stage 1 shared with {os.path.basename(donor)} (same stage-1 hyperparameters)")
         return True
 
     def _continue(self, cfg, run_dir, previous) -> bool:
@@ -278,8 +323,8 @@ class TwoStageTuner(base_tuner.BaseTuner):
         run.write_state(state)
         run.write_config(cfg)
         os.replace(tmp, run_dir)
-        log(f"{run_dir}: continues {os.path.basename(previous)} from stage-2 epoch "
-            f"{state['stage2'].get('epochs_done', 0)} to {cfg.stage2.epochs}")
+        log.info(f"{run_dir}: continues {os.path.basename(previous)} from stage-2 epoch "
+                 f"{state['stage2'].get('epochs_done', 0)} to {cfg.stage2.epochs}")
         return True
 
     def _stage1_donor(self, cfg):
@@ -337,7 +382,7 @@ class TwoStageTuner(base_tuner.BaseTuner):
             self._remember(self._caches, key, cache, 2)
         else:
             self._caches.move_to_end(key)
-            log("stage 1: reusing the backbone features of an earlier trial")
+            log.info("stage 1: reusing the backbone features of an earlier trial")
         view = copy.copy(cache)
         view.bottom = self._bottoms.get(cut) if cut is not None else None
         if view.bottom is not None:
@@ -352,28 +397,6 @@ class TwoStageTuner(base_tuner.BaseTuner):
         store.move_to_end(key)
         while len(store) > size:
             store.popitem(last=False)
-
-
-def _custom_gradients() -> set:
-    from tensorflow.python.framework import ops
-
-    return set(ops._gradient_registry._registry)
-
-
-def _forget_custom_gradients(before: set) -> None:
-    """Unregisters the gradient functions TensorFlow registered since `before`.
-
-    Tracing a `tf.custom_gradient` (Keras' Dense layer uses one) registers a
-    gradient function named `CustomGradient-<uid>` in TensorFlow's global
-    gradient registry and never removes it; each one keeps its whole traced
-    train step (FuncGraph) alive: about 15 MB per trial of a MobileNet, for
-    ever. The trial's graphs are dead by now, so their entries can go.
-    """
-    from tensorflow.python.framework import ops
-
-    registry = ops._gradient_registry._registry
-    for name in [n for n in registry if n not in before and n.startswith("CustomGradient-")]:
-        del registry[name]
 
 
 def _deadline_callback(deadline, on_cut):

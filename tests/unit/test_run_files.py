@@ -1,0 +1,207 @@
+"""tfl.runs: atomic writes, disk-full detection and the run folder's files, on real files in tmp_path."""
+
+import array
+import errno
+import json
+import os
+import stat
+
+import pytest
+
+from tfl import runs
+from tfl.config import TrainConfig
+from tfl.errors import TflError, UsageError
+from tfl.runs import RunFolder
+
+
+def test_atomic_write_text_replaces_the_file_and_leaves_nothing_behind(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("old")
+    runs.atomic_write_text(str(path), "new\n")
+    assert path.read_text() == "new\n"
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's private 0o600
+
+
+def test_atomic_write_text_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("old")
+    with pytest.raises(TypeError):
+        runs.atomic_write_text(str(path), b"bytes are not text")
+    assert path.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+
+
+def test_atomic_write_json_is_sorted_indented_and_ends_with_a_newline(tmp_path):
+    path = tmp_path / "metrics.json"
+    runs.atomic_write_json(str(path), {"b": 1, "a": [1.5, None]})
+    assert path.read_text() == '{\n  "a": [\n    1.5,\n    null\n  ],\n  "b": 1\n}\n'
+
+
+def test_atomic_write_json_takes_anything_with_tolist(tmp_path):
+    # numpy scalars and arrays end up in histories; array.array has the same tolist().
+    path = tmp_path / "history.json"
+    runs.atomic_write_json(str(path), {"loss": array.array("d", [0.5, 0.25])})
+    assert json.loads(path.read_text()) == {"loss": [0.5, 0.25]}
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        runs.atomic_write_json(str(path), {"x": object()})
+    assert json.loads(path.read_text()) == {"loss": [0.5, 0.25]}
+
+
+def test_atomic_path_renames_on_success_only(tmp_path):
+    path = tmp_path / "model.weights.h5"
+    with runs.atomic_path(str(path)) as tmp:
+        # Beside the target, with its full suffix: Keras picks the file format from it.
+        assert tmp == str(tmp_path / f".tmp-{os.getpid()}-model.weights.h5")
+        with open(tmp, "w") as f:
+            f.write("v1")
+    assert path.read_text() == "v1"
+    with pytest.raises(RuntimeError), runs.atomic_path(str(path)) as tmp:
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "v1"
+    assert sorted(os.listdir(tmp_path)) == ["model.weights.h5"]
+
+
+def test_read_json_default(tmp_path):
+    assert runs.read_json(str(tmp_path / "missing.json"), default={"x": 1}) == {"x": 1}
+    assert runs.read_json(str(tmp_path / "missing.json")) is None
+    (tmp_path / "a.json").write_text('{"k": [1, 2]}')
+    assert runs.read_json(str(tmp_path / "a.json")) == {"k": [1, 2]}
+
+
+@pytest.mark.parametrize("error,full", [
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
+    (OSError(errno.EFBIG, "File too large"), True),
+    (OSError(errno.EACCES, "Permission denied"), False),
+    (RuntimeError("Unable to synchronously write data (file write failed: errno = 28, ...)"), True),
+    (RuntimeError("h5py: No space left on device"), True),
+    (RuntimeError("something else"), False),
+])
+def test_is_disk_full(error, full):
+    assert runs.is_disk_full(error) is full
+
+
+def test_disk_full_becomes_one_tfl_error_line():
+    with pytest.raises(TflError) as info, runs.disk_full_is_one_line("the model", lambda: "free 20 MB"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(info.value) == "disk full while writing the model: free 20 MB"
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_other_errors_pass_through_unchanged():
+    with pytest.raises(PermissionError), runs.disk_full_is_one_line("the model", "hint"):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    original = TflError("already one line")
+    with pytest.raises(TflError) as info, runs.disk_full_is_one_line("the model", "hint"):
+        raise original
+    assert info.value is original
+
+
+def test_ensure_space(tmp_path):
+    runs.ensure_space(str(tmp_path), 1)  # a byte fits anywhere
+    with pytest.raises(OSError) as info:
+        runs.ensure_space(str(tmp_path), 1 << 62)
+    assert info.value.errno == errno.ENOSPC
+    assert runs.is_disk_full(info.value)
+
+
+def test_fsync_file_ignores_a_missing_file(tmp_path):
+    runs.fsync_file(str(tmp_path / "missing"))
+    (tmp_path / "x").write_text("x")
+    runs.fsync_file(str(tmp_path / "x"))
+
+
+# -- RunFolder -------------------------------------------------------------------------------------------------
+def test_run_folder_paths():
+    run = RunFolder("runs/ants")
+    assert run.model_path == os.path.join("runs/ants", "model.keras")
+    assert run.config_path == os.path.join("runs/ants", "config.json")
+    assert run.checkpoint(2, "best") == os.path.join("runs/ants", "checkpoints", "stage2.best.weights.h5")
+    assert run.checkpoint(1, "optimizer") == os.path.join("runs/ants", "checkpoints", "stage1.optimizer.npz")
+
+
+def test_a_new_folder_is_prepared(tmp_path):
+    run = RunFolder(str(tmp_path / "a" / "b"))
+    run.prepare(resume=False, overwrite=False)
+    assert os.path.isdir(run.checkpoint_dir)
+    assert not run.exists() and not run.is_trained()
+
+
+def test_an_earlier_run_is_not_clobbered(tmp_path):
+    run = RunFolder(str(tmp_path / "run"))
+    run.prepare(resume=False, overwrite=False)
+    run.write_config(TrainConfig())
+    with pytest.raises(UsageError) as info:
+        run.prepare(resume=False, overwrite=False)
+    assert str(info.value) == (f"run folder {run.path} already exists: pass --resume {run.path} to continue it "
+                               "or --overwrite to start again")
+    run.prepare(resume=False, overwrite=True)
+    assert not run.exists() and os.path.isdir(run.checkpoint_dir)
+
+
+@pytest.mark.parametrize("setup,resume,message", [
+    ("file", False, "--out {path} is a file, not a folder; choose another --out"),
+    ("empty", True, "nothing to resume in {path}: it has no config.json"),
+])
+def test_preflight_refusals(tmp_path, setup, resume, message):
+    path = tmp_path / "run"
+    if setup == "file":
+        path.write_text("x")
+    else:
+        path.mkdir()
+    with pytest.raises(UsageError) as info:
+        RunFolder(str(path)).preflight(resume=resume, overwrite=False)
+    assert str(info.value) == message.format(path=path)
+
+
+def test_preflight_refuses_a_parent_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    path = tmp_path / "file" / "run"
+    with pytest.raises(UsageError) as info:
+        RunFolder(str(path)).preflight(resume=False, overwrite=False)
+    assert str(info.value) == (f"cannot write the run folder {path}: {tmp_path / 'file'} is not writable "
+                               "(not a folder); choose another --out")
+
+
+def test_small_files_round_trip(tmp_path):
+    run = RunFolder(str(tmp_path))
+    cfg = TrainConfig()
+    cfg.model.backbone = "resnet50"
+    run.write_config(cfg)
+    assert run.exists() and run.read_config() == cfg
+    run.write_class_names(("ants", "bees"))
+    assert run.read_class_names() == ["ants", "bees"]
+    assert run.read_state() == {} and run.read_history() == {} and run.read_metrics() == {}
+    run.write_state({"stage": 2})
+    run.write_history({"stage1": {"loss": [1.0]}})
+    run.write_metrics({"val_accuracy": 0.9})
+    assert run.read_state() == {"stage": 2}
+    assert run.read_history() == {"stage1": {"loss": [1.0]}}
+    assert run.read_metrics() == {"val_accuracy": 0.9}
+
+
+def test_reading_what_is_not_there(tmp_path):
+    run = RunFolder(str(tmp_path))
+    with pytest.raises(UsageError, match=r"is not a tfl run folder \(no config.json\)$"):
+        run.read_config()
+    with pytest.raises(UsageError, match=r"has no class_names.json: is it a finished tfl run\?$"):
+        run.read_class_names()
+
+
+def test_remove_leftovers_keeps_what_state_names(tmp_path):
+    run = RunFolder(str(tmp_path))
+    run.prepare(resume=False, overwrite=False)
+    ckpt = run.checkpoint_dir
+    keep = ["stage1.e003.last.weights.h5", "stage1.e003.optimizer.npz", "stage1.e002.best.weights.h5"]
+    orphans = ["stage1.e004.last.weights.h5", ".tmp-123-stage1.e004.best.weights.h5"]
+    for name in keep + orphans + ["notes.txt"]:
+        with open(os.path.join(ckpt, name), "w") as f:
+            f.write("x")
+    (tmp_path / ".tmp-9-model.keras").write_text("x")
+    run.write_state({"stage1": {"last": keep[0], "optimizer": keep[1], "best": keep[2]}, "epochs": 3})
+    run.remove_leftovers()
+    assert sorted(os.listdir(ckpt)) == sorted(keep + ["notes.txt"])
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "state.json"]
