@@ -92,10 +92,12 @@ class Recipe:
     def run(self, cfg, out: str, overwrite: bool = False, resume: bool = False):
         """Trains `cfg` into `out` and prints both stages' results next to the expected one."""
         import tfl
-        from tfl.cli._common import quiet_tf
+        from tfl.cli import quiet_tf
+        from tfl.errors import use_cli_names
 
         tfl.quiet_tensorflow()  # TensorFlow's start-up lines
         quiet_tf()
+        use_cli_names()  # a recipe is a command: its messages name --flags
 
         result = tfl.fine_tune(cfg, out=out, overwrite=overwrite, resume=resume)
         for stage, m in (("stage 1", result.stage1), ("stage 2", result.stage2)):
@@ -116,7 +118,7 @@ class _OneLineErrors(click.Command):
     """Expected failures as one line, as `tfl` prints them: exit 2 for usage, 1 otherwise."""
 
     def invoke(self, ctx):
-        from tfl.cli._common import _is_usage, _one_line
+        from tfl.cli import is_usage, one_line
 
         try:
             return super().invoke(ctx)
@@ -128,5 +130,5 @@ class _OneLineErrors(click.Command):
         except Exception as e:  # noqa: BLE001 - one line instead of a traceback, like `tfl`
             if os.environ.get("TFL_DEBUG"):
                 raise
-            click.echo(f"{os.path.basename(sys.argv[0])}: error: {_one_line(e)}", err=True)
-            ctx.exit(2 if _is_usage(e) else 1)
+            click.echo(f"{os.path.basename(sys.argv[0])}: error: {one_line(e)}", err=True)
+            ctx.exit(2 if is_usage(e) else 1)

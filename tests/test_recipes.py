@@ -124,11 +124,11 @@ def test_folder_recipe_trains_a_local_copy_end_to_end(hymenoptera, tmp_path):
 def test_tfds_recipe_runs_on_the_offline_builder(tmp_path):
     out = tmp_path / "run"
     # In this process (the folder recipe's test covers the script as a subprocess): the recipe's own
-    # backbone, mobilenet_v2_035, from random weights, so only the run is checked, not learning. Stage 2
-    # is skipped: tracing a fully unfrozen MobileNetV2 costs a minute on 2 cores, and the folder recipe's
-    # test already runs a stage 2.
+    # backbone, mobilenet_v2_035, with its real ImageNet weights (../shared); only the run is checked, not
+    # learning. Stage 2 is skipped: tracing a fully unfrozen MobileNetV2 costs a minute on 2 cores, and the
+    # folder recipe's test already runs a stage 2.
     result = CliRunner().invoke(_load("tf_flowers").main, [
-        "--data", "tfds:tfl_shapes/small", "--data-dir", str(tmp_path / "tfds"), "--weights", "none",
+        "--data", "tfds:tfl_shapes/small", "--data-dir", str(tmp_path / "tfds"),
         "--image-size", "64", "--epochs", "1", "--fine-tune-epochs", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "expected: 93.6% top-1" in result.output

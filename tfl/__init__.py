@@ -8,8 +8,16 @@ not pay for TensorFlow until a function is used::
 """
 
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+if not os.environ.get("TFL_DEBUG"):
+    # TensorFlow's C++ start-up lines (absl, oneDNN, cpu_feature_guard) are noise to a tfl user, in Python
+    # as on the command line: filter them from the first `import tensorflow` (TFL_DEBUG=1 shows everything).
+    from tfl import _quiet_import
+
+    _quiet_import.quiet_tensorflow()
 
 _API = {
     # configuration
@@ -60,6 +68,7 @@ _API = {
 }
 
 __all__ = sorted(_API) + ["__version__"]
+del os
 
 
 def __getattr__(name):

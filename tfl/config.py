@@ -415,6 +415,27 @@ OVERRIDES = {
 }
 
 
+SOURCE_KINDS = ("folder", "tfds")
+
+
+def normalize_source(source: str) -> str:
+    """A data source with its kind: an existing folder given without `folder:` is taken as `folder:PATH`.
+
+    Examples:
+        >>> normalize_source("tfds:beans")
+        'tfds:beans'
+    """
+    import os
+
+    text = str(source)
+    kind = text.partition(":")[0]
+    if kind in SOURCE_KINDS:
+        return text
+    if os.path.isdir(os.path.expanduser(text)):
+        return f"folder:{text}"
+    return text
+
+
 def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
     """A copy of `cfg` with shortcut keywords (see `OVERRIDES`) and top-level fields set.
 
@@ -428,6 +449,8 @@ def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
             continue
         if key in ("weights", "class_weight") and str(value).lower() == "none":
             value = None
+        if key == "data":
+            value = normalize_source(value)
         if key in OVERRIDES:
             *parents, leaf = OVERRIDES[key]
             obj = cfg

@@ -24,3 +24,24 @@ class ImageSizeError(UsageError):
 
 class WeightsUnavailableError(TflError, RuntimeError):
     """ImageNet weights that are neither cached nor downloadable (the message says where to put the file)."""
+
+
+# How the user spells an option in the messages: `--overwrite` on the command line, `overwrite=True` in
+# Python. The CLI switches this on for its process (`use_cli_names`); the Python API is the default.
+_CLI_NAMES = False
+
+
+def use_cli_names(on: bool = True) -> None:
+    """Messages name command-line flags (`--resume RUN`) instead of keyword arguments (`resume=True`)."""
+    global _CLI_NAMES
+    _CLI_NAMES = on
+
+
+def flag(cli: str, python: str) -> str:
+    """`cli` (e.g. `--overwrite`) under the command line, else `python` (e.g. `overwrite=True`).
+
+    Examples:
+        >>> flag("--overwrite", "overwrite=True")
+        'overwrite=True'
+    """
+    return cli if _CLI_NAMES else python

@@ -25,7 +25,7 @@ import re
 import shutil
 import tempfile
 
-from tfl.errors import TflError, UsageError
+from tfl.errors import TflError, UsageError, flag
 
 # Errors that mean "no room to write": a full disk, a quota, a file size limit.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -170,12 +170,14 @@ class RunFolder:
     def preflight(self, resume: bool, overwrite: bool) -> None:
         """The checks of `prepare` without creating anything: refuses to clobber an
         earlier run by accident, and an output folder that cannot be written."""
+        out = flag("--out", "out=")
         if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise UsageError(f"--out {self.path} is a file, not a folder; choose another --out")
-        if os.path.isdir(self.path) and os.listdir(self.path) and not (resume or overwrite):
+            raise UsageError(f"{flag('--out ', 'out=')}{self.path} is a file, not a folder; choose another {out}")
+        if (os.path.isdir(self.path) and os.listdir(self.path) and not (resume or overwrite)
+                and not self.never_trained()):
             raise UsageError(
-                f"run folder {self.path} already exists: pass --resume {self.path} to continue it "
-                "or --overwrite to start again"
+                f"run folder {self.path} already exists: pass {flag('--resume ' + self.path, 'resume=True')} "
+                f"to continue it or {flag('--overwrite', 'overwrite=True')} to start again"
             )
         if resume and not self.exists():
             raise UsageError(f"nothing to resume in {self.path}: it has no config.json")
@@ -193,12 +195,30 @@ class RunFolder:
                 problem = e.strerror or str(e)
         if problem:
             raise UsageError(f"cannot write the run folder {self.path}: {parent} is not writable ({problem}); "
-                             "choose another --out")
+                             f"choose another {out}")
 
-    def prepare(self, resume: bool, overwrite: bool) -> None:
-        """Creates the folder, refusing to clobber an earlier run by accident."""
+    def never_trained(self) -> bool:
+        """A run folder that holds no finished epoch and no model: a start that failed or was killed early.
+
+        Such a folder has nothing worth keeping, so a new run may take its place without `--overwrite`.
+        """
+        if not self.exists() or self.is_trained() or os.path.exists(self._p("search.json")):
+            return False
+        try:
+            state = self.read_state()
+        except (OSError, ValueError):
+            return False
+        return not any(isinstance(v, dict) and v.get("epochs_done") for v in state.values())
+
+    def prepare(self, resume: bool, overwrite: bool) -> bool:
+        """Creates the folder, refusing to clobber an earlier run by accident.
+
+        Returns:
+            True when this call created the folder (it was absent, empty, replaced, or never trained).
+        """
         self.preflight(resume, overwrite)
-        if overwrite and not resume and os.path.exists(self.path):
+        created = not resume and not (os.path.isdir(self.path) and not os.listdir(self.path))
+        if not resume and os.path.exists(self.path) and (overwrite or self.never_trained()):
             shutil.rmtree(self.path)
         try:
             os.makedirs(self.checkpoint_dir, exist_ok=True)
@@ -206,6 +226,7 @@ class RunFolder:
             raise UsageError(f"cannot create run folder {self.path}: {e.strerror}; choose another --out") from None
         if resume:
             self.remove_leftovers()
+        return created
 
     def remove_leftovers(self) -> None:
         """Deletes what a killed process left half-written: temporary files, and checkpoint

@@ -4,7 +4,7 @@
 2. No `obj._private` attribute read (nor write), except on `self`, `cls` and `super()` (and in
    `tfl/_compat.py`, the one place that touches Keras/TensorFlow/Keras Tuner internals).
 3. No import of a private module (`tfl.pkg._mod`) from outside its own package; `tfl._compat`,
-   `tfl._logging` and `tfl._quiet_import` may be imported from anywhere in tfl.
+   `tfl._logging`, `tfl._progress` and `tfl._quiet_import` may be imported from anywhere in tfl.
 4. No `keras.src`, `tensorflow.python` or `keras_tuner.src` outside `tfl/_compat.py`.
 5. No `print(...)` outside `tfl/cli/`: the library logs through `logging.getLogger("tfl")`.
 
@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PACKAGE = os.path.join(REPO, "tfl")
 
 COMPAT = "tfl._compat"
-PRIVATE_ALLOWED_EVERYWHERE = {"tfl._compat", "tfl._logging", "tfl._quiet_import"}
+PRIVATE_ALLOWED_EVERYWHERE = {"tfl._compat", "tfl._logging", "tfl._network", "tfl._progress", "tfl._quiet_import"}
 INTERNAL_PREFIXES = ("keras.src", "tensorflow.python", "keras_tuner.src")
 # Public API of namedtuples despite the underscore (they would be flagged by rule 2 otherwise).
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_field_defaults", "_make"}

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tfl import runs
+from tfl import errors, runs
 from tfl.config import TrainConfig
 from tfl.errors import TflError, UsageError
 from tfl.runs import RunFolder
@@ -130,10 +130,23 @@ def test_a_new_folder_is_prepared(tmp_path):
     assert not run.exists() and not run.is_trained()
 
 
-def test_an_earlier_run_is_not_clobbered(tmp_path):
+@pytest.fixture
+def cli_names():
+    """Messages as the command line words them (`--overwrite`), as `tfl` switches them on."""
+    errors.use_cli_names()
+    yield
+    errors.use_cli_names(False)
+
+
+def _trained_one_epoch(run):
+    run.write_state({"stage1": {"epochs_done": 1}})
+
+
+def test_an_earlier_run_is_not_clobbered(tmp_path, cli_names):
     run = RunFolder(str(tmp_path / "run"))
     run.prepare(resume=False, overwrite=False)
     run.write_config(TrainConfig())
+    _trained_one_epoch(run)
     with pytest.raises(UsageError) as info:
         run.prepare(resume=False, overwrite=False)
     assert str(info.value) == (f"run folder {run.path} already exists: pass --resume {run.path} to continue it "
@@ -142,11 +155,31 @@ def test_an_earlier_run_is_not_clobbered(tmp_path):
     assert not run.exists() and os.path.isdir(run.checkpoint_dir)
 
 
+def test_in_python_the_refusal_names_keyword_arguments(tmp_path):
+    run = RunFolder(str(tmp_path / "run"))
+    run.prepare(resume=False, overwrite=False)
+    run.write_config(TrainConfig())
+    _trained_one_epoch(run)
+    with pytest.raises(UsageError) as info:
+        run.prepare(resume=False, overwrite=False)
+    assert str(info.value) == (f"run folder {run.path} already exists: pass resume=True to continue it "
+                               "or overwrite=True to start again")
+
+
+def test_a_folder_that_never_trained_an_epoch_is_replaced_without_overwrite(tmp_path):
+    run = RunFolder(str(tmp_path / "run"))
+    run.prepare(resume=False, overwrite=False)
+    run.write_config(TrainConfig())  # started, then failed or was killed before its first epoch
+    assert run.never_trained()
+    assert run.prepare(resume=False, overwrite=False) is True
+    assert not run.exists() and os.path.isdir(run.checkpoint_dir)
+
+
 @pytest.mark.parametrize("setup,resume,message", [
     ("file", False, "--out {path} is a file, not a folder; choose another --out"),
     ("empty", True, "nothing to resume in {path}: it has no config.json"),
 ])
-def test_preflight_refusals(tmp_path, setup, resume, message):
+def test_preflight_refusals(tmp_path, setup, resume, message, cli_names):
     path = tmp_path / "run"
     if setup == "file":
         path.write_text("x")
@@ -157,7 +190,7 @@ def test_preflight_refusals(tmp_path, setup, resume, message):
     assert str(info.value) == message.format(path=path)
 
 
-def test_preflight_refuses_a_parent_that_is_a_file(tmp_path):
+def test_preflight_refuses_a_parent_that_is_a_file(tmp_path, cli_names):
     (tmp_path / "file").write_text("x")
     path = tmp_path / "file" / "run"
     with pytest.raises(UsageError) as info:

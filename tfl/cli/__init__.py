@@ -5,6 +5,6 @@ only inside commands, so `tfl --help` answers at once.
 """
 
 from tfl.cli import backbones, check, export, lr_find, report, train, tune  # noqa: F401,E402 (register commands)
-from tfl.cli._common import main
+from tfl.cli._common import is_usage, main, one_line, quiet_tf  # noqa: F401 (public: recipes use them)
 
 __all__ = ["main"]

@@ -11,12 +11,14 @@ import click
 from tfl import __version__
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """The first line of an error's message (its class name when it has none)."""
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 
 
-def _is_usage(e: BaseException) -> bool:
+def is_usage(e: BaseException) -> bool:
+    """Whether `e` is a usage error (exit status 2) rather than a failure of the run (exit status 1)."""
     from tfl.errors import UsageError
 
     return isinstance(e, UsageError)
@@ -33,7 +35,7 @@ class TflGroup(click.Group):
             if (ctx.obj or {}).get("debug"):
                 raise
             where = f"tfl {e.ctx.info_name}" if e.ctx is not None and e.ctx.parent is not None else "tfl"
-            click.echo(f"tfl: error: {_one_line(e.format_message())} (see {where} --help)", err=True)
+            click.echo(f"tfl: error: {one_line(e.format_message())} (see {where} --help)", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -52,12 +54,12 @@ class TflGroup(click.Group):
 
             if is_disk_full(e) and not isinstance(e, TflError):
                 where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
-                e = TflError(f"disk full{where} ({getattr(e, 'strerror', None) or _one_line(e)}): free some space "
+                e = TflError(f"disk full{where} ({getattr(e, 'strerror', None) or one_line(e)}): free some space "
                              "and run the command again (a training run continues with --resume)")
-            click.echo(f"tfl: error: {_one_line(e)}", err=True)
-            if not _is_usage(e):
+            click.echo(f"tfl: error: {one_line(e)}", err=True)
+            if not is_usage(e):
                 click.echo("tfl: run with --debug for the full traceback", err=True)
-            ctx.exit(2 if _is_usage(e) else 1)
+            ctx.exit(2 if is_usage(e) else 1)
 
 
 @click.group(cls=TflGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -67,6 +69,9 @@ class TflGroup(click.Group):
 def main(ctx, debug):
     """Fine-tune Keras image models in two stages: train a head, then unfreeze the top."""
     ctx.obj = {"debug": debug}
+    from tfl.errors import use_cli_names
+
+    use_cli_names()  # messages name --flags, not Python keyword arguments
     if not debug:
         from tfl import _quiet_import
 

@@ -242,7 +242,7 @@ def info(run, as_json):
     state = out["state"]
     click.echo("progress:   " + ("finished" if state.get("finished") else
                                   ", ".join(f"{k} {v.get('epochs_done', 0)} epochs" for k, v in state.items()
-                                            if isinstance(v, dict)) or "not started"))
+                                            if isinstance(v, dict) and k.startswith("stage")) or "not started"))
     metrics = out["metrics"]
     if metrics:
         click.echo(f"val acc:    stage 1 {metrics.get('stage1', {}).get('val_accuracy', float('nan')):.4f}, "

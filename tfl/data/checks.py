@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import typing
 
 from tfl.config import DataConfig, TrainConfig
@@ -294,11 +293,15 @@ def _check_lr(value, option: str) -> None:
 
 
 def _check_unfreeze(spec, unfreeze) -> None:
-    text = str(unfreeze).strip().lower()
+    from tfl.config import Unfreeze
+
+    try:
+        parsed = Unfreeze.parse(unfreeze)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     # Only absolute counts can exceed the backbone; fractions and 'all' always fit, and every
     # registered backbone has more than 4 blocks (VGG, the fewest, has 6 with its input).
-    blocks = re.fullmatch(r"(\d+)\s*(blocks?|b)", text)
-    if not (re.fullmatch(r"[1-9]\d*", text) or (blocks and int(blocks.group(1)) > 4)):
+    if not (parsed.kind == "layers" or (parsed.kind == "blocks" and parsed.count > 4)):
         return
     from tfl.models import backbones
     from tfl.models import classifier as model_lib

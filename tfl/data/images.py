@@ -184,8 +184,15 @@ def _unidentified(contents: bytes, path: str) -> str:
 
 def inspect_files(paths: typing.Sequence[str]) -> typing.List[FileInfo]:
     """`inspect_file` of every path, in parallel (the work is mostly I/O and C code)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(inspect_file, paths))
+    from tfl._progress import Progress
+
+    out = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool, \
+            Progress("checking image files", len(paths), "files") as progress:
+        for info in pool.map(inspect_file, paths):
+            out.append(info)
+            progress.update(1)
+    return out
 
 
 def check_files(paths: typing.Sequence[str]) -> typing.List[typing.Tuple[str, str]]:

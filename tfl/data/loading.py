@@ -15,7 +15,7 @@ import typing
 
 from tfl.config import DataConfig
 from tfl.data import images as _images
-from tfl.errors import UsageError
+from tfl.errors import TflError, UsageError
 
 # Decoded float32 images are cached in memory up to this many bytes.
 MEMORY_CACHE_BYTES = 3 * 1024**3
@@ -203,13 +203,21 @@ def load_data(config: typing.Union[DataConfig, str], seed: int = 42) -> ImageDat
         >>> data.class_names
         ['ants', 'bees']
     """
+    from tfl.config import normalize_source
+
     if isinstance(config, str):
         config = DataConfig(source=config)
+    source = normalize_source(config.source)
+    if source != config.source:
+        config = dataclasses.replace(config, source=source)
     kind, _, rest = config.source.partition(":")
     if kind == "folder" and rest:
         return _load_folder(rest, config, seed)
     if kind == "tfds" and rest:
         return _load_tfds(rest, config)
+    if kind not in ("folder", "tfds") and ("/" in config.source or config.source.startswith((".", "~"))):
+        raise UsageError(f"--data '{config.source}': no such folder; give an existing folder (folder:PATH) "
+                         "or a tfds dataset (tfds:NAME)")
     raise UsageError(f"--data '{config.source}' is not folder:PATH or tfds:NAME[/CONFIG]")
 
 
@@ -339,7 +347,13 @@ def _load_tfds(spec: str, config: DataConfig) -> "ImageData":
                 f"tfds dataset {name} is not prepared in {builder.data_dir}: "
                 "prepare it online first (tfds build) or point --data-dir at a prepared copy"
             )
-        builder.download_and_prepare()
+        _reachable_or_fail(name, builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except Exception as e:  # noqa: BLE001 - tfds and requests raise many types; the user needs one line
+            why = " ".join(str(e).split())[:160] or type(e).__name__
+            raise TflError(f"tfds:{name}: the download failed ({why}); give the images as --data folder:PATH, "
+                           f"or prepare the dataset where there is a network and pass --data-dir") from None
     image_key, label_key = builder.info.supervised_keys or ("image", "label")
     label_feature = builder.info.features[label_key]
     if not hasattr(label_feature, "names"):
@@ -368,3 +382,14 @@ def _load_tfds(spec: str, config: DataConfig) -> "ImageData":
         return Split(spec, labels, tfds_dataset=ds)
 
     return ImageData(list(label_feature.names), split(train_spec), split(val_spec), source=f"tfds:{name}")
+
+
+def _reachable_or_fail(name: str, data_dir: str) -> None:
+    """Raises a one-line `UsageError` when tfds' download host cannot be reached (its retries take minutes)."""
+    from tfl._network import unreachable
+
+    why = unreachable()
+    if why:
+        raise UsageError(
+            f"tfds:{name} is not prepared in {data_dir} and cannot be downloaded: {why}; give the images as "
+            "--data folder:PATH, or prepare the dataset where there is a network (tfds build) and pass --data-dir")

@@ -243,18 +243,53 @@ def build_backbone(spec_or_name: BackboneSpec | str, image_size: int,
         model = _construct(spec, image_size, None)
         model.load_weights(path)
         return model
-    try:
-        return _construct(spec, image_size, "imagenet")
-    except Exception as exc:
-        if _cached_path(wanted) is not None:
-            raise  # the file was there: not a download problem
-        home = _keras_home()
-        # Keep only the cause ("... -- [Errno -3] ..."), not the long URL.
-        reason = " ".join(str(exc).split(" -- ")[-1].split())[:100]
-        raise WeightsUnavailableError(
-            f"ImageNet weights for {spec.name} are not available offline "
-            f"({reason}): put {wanted} in {os.path.join(home, 'models')}/ "
-            f"(KERAS_HOME is {home}) or pass --weights PATH") from None
+    from tfl._network import unreachable
+
+    # Without a network, Keras would print "Downloading data from ..." and fail: ask the host first.
+    reason = unreachable()
+    if reason is None:
+        try:
+            return _construct(spec, image_size, "imagenet")
+        except Exception as exc:
+            if _cached_path(wanted) is not None:
+                raise  # the file was there: not a download problem
+            # Keep only the cause ("... -- [Errno -3] ..."), not the long URL.
+            reason = " ".join(str(exc).split(" -- ")[-1].split())[:100]
+    bundled = bundled_weights_path(spec)
+    if bundled is not None:
+        from tfl._logging import log
+
+        log.info(f"ImageNet weights for {spec.name}: no copy in the Keras cache and no download ({reason}); "
+                 f"using the copy that ships with tfl ({os.path.basename(bundled)}, Apache-2.0)")
+        model = _construct(spec, image_size, None)
+        model.load_weights(bundled)
+        return model
+    home = _keras_home()
+    # The 224 file serves every size (no-top weights do not depend on it), so name that one.
+    serves = imagenet_weights_file(spec, None)
+    raise WeightsUnavailableError(
+        f"ImageNet weights for {spec.name} are not available offline "
+        f"({reason}): put {serves} in {os.path.join(home, 'models')}/ "
+        f"(KERAS_HOME is {home}) or pass --weights PATH")
+
+
+# No-top ImageNet weights files that ship inside the package (see weights/NOTICE.md): the smallest
+# real backbone, so that a machine without a network still fine-tunes from real features.
+_BUNDLED = {"mobilenet_2_5_224_tf_no_top.h5"}
+
+
+def bundled_weights_path(spec: BackboneSpec | str) -> str | None:
+    """Path of the ImageNet weights file that ships with tfl for `spec`, or None.
+
+    Examples:
+        >>> os.path.basename(bundled_weights_path("mobilenet_025"))
+        'mobilenet_2_5_224_tf_no_top.h5'
+    """
+    name = imagenet_weights_file(spec, None)
+    if name not in _BUNDLED:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", name)
+    return path if os.path.isfile(path) else None
 
 
 def _construct(spec: BackboneSpec, image_size: int, weights: str | None):

@@ -99,13 +99,16 @@ def build_head(cfg: HeadConfig, feature_dim: int, num_classes: int):
     return keras.Model(features, outputs, name="head")
 
 
-def build_model(cfg: ModelConfig, num_classes: int, seed: typing.Optional[int] = None):
+def build_model(cfg: ModelConfig, num_classes: int, seed: typing.Optional[int] = None, *, scratch: bool = False):
     """Builds the classifier described by `cfg`.
 
     Args:
         cfg: the model configuration (backbone, weights, size, head).
         num_classes: number of outputs.
         seed: seed of the augmentation layers.
+        scratch: for training from scratch: the backbone is trainable and
+            follows the training flag (BatchNorm learns its statistics in
+            training), instead of frozen and always in inference mode.
 
     Returns:
         A functional `keras.Model` named `tfl_classifier` with input `image`.
@@ -119,13 +122,15 @@ def build_model(cfg: ModelConfig, num_classes: int, seed: typing.Optional[int] =
     spec = backbones.get_backbone(cfg.backbone)
     size = cfg.image_size or spec.default_size
     backbone = backbones.build_backbone(spec, size, cfg.weights)
-    backbone.trainable = False
+    backbone.trainable = scratch
     image = keras.Input((size, size, 3), name="image")
     x = image
     if cfg.augment:
         x = augmentation_layers(seed)(x)
     x = preprocess_layer(spec.name)(x)
-    x = backbone(x, training=False)
+    # Fine-tuning keeps BatchNorm in inference mode in both stages (its ImageNet statistics are worth
+    # keeping and small batches would wreck them); from scratch there are no statistics to keep.
+    x = backbone(x) if scratch else backbone(x, training=False)
     pool = keras.layers.GlobalAveragePooling2D if cfg.head.pooling == "avg" else keras.layers.GlobalMaxPooling2D
     x = pool(name="pool")(x)
     head = build_head(cfg.head, int(x.shape[-1]), num_classes)

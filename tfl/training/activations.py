@@ -36,6 +36,7 @@ import shutil
 import numpy as np
 
 from tfl import _compat
+from tfl._progress import Progress
 from tfl.models import classifier as model_lib
 
 # Features bigger than this go to disk (when a cache folder is given).
@@ -286,7 +287,7 @@ class BottomSplit:
         return " + ".join("x".join(str(d) for d in s) for s in self.shapes)
 
 
-def _compute_both(split: BottomSplit, train_images, val_images, copies: int):
+def _compute_both(split: BottomSplit, train_images, val_images, copies: int, progress=None):
     """(train activations per copy, val activations, train features per copy, val features) in one pass."""
     def run(fn, dataset):
         acts, feats = [], []
@@ -294,6 +295,8 @@ def _compute_both(split: BottomSplit, train_images, val_images, copies: int):
             b, f = fn(x)
             acts.append([np.asarray(v) for v in (b if isinstance(b, (list, tuple)) else [b])])
             feats.append(np.asarray(f))
+            if progress is not None:
+                progress.update(len(feats[-1]))
         return [np.concatenate(parts) for parts in zip(*acts)], np.concatenate(feats)
 
     fns = [split.plain] + [split.augmented] * (copies - 1)
@@ -380,12 +383,15 @@ class ActivationStore:
         val_images = data.val.dataset(image_size, batch_size)
         images = copies * len(data.train) + len(data.val)
         fns = [plain] + [augmented] * (copies - 1)
+        progress = Progress("backbone features", images)
         if not on_disk and split is not None and self.fits(nbytes + images * split.nbytes_per_image):
-            train_acts, val_acts, train, val = _compute_both(split, train_images, val_images, copies)
+            with progress:
+                train_acts, val_acts, train, val = _compute_both(split, train_images, val_images, copies, progress)
             self._put(_cut_key(key, split), CutActivations(train_acts, val_acts, train_labels, val_labels))
         elif not on_disk:
-            train = [_batched_call(fn, train_images) for fn in fns]
-            val = _batched_call(plain, val_images)
+            with progress:
+                train = [_batched_call(fn, train_images, progress) for fn in fns]
+                val = _batched_call(plain, val_images, progress)
         if not on_disk:
             cache = FeatureCache(train, val, train_labels, val_labels, seed=seed)
             self._put(key, cache)
@@ -393,8 +399,10 @@ class ActivationStore:
         folder = os.path.join(self.cache_dir, key)
         reused = _complete(folder, key)
         if not reused:
-            _write(self.cache_dir, key, [(f"train{i}", fn, train_images, len(data.train)) for i, fn in enumerate(fns)]
-                   + [("val", plain, val_images, len(data.val))], dim)
+            with progress:
+                _write(self.cache_dir, key, [(f"train{i}", fn, train_images, len(data.train))
+                                             for i, fn in enumerate(fns)]
+                       + [("val", plain, val_images, len(data.val))], dim, progress)
         train = [np.load(os.path.join(folder, f"train{i}.npy"), mmap_mode="r") for i in range(copies)]
         val = np.load(os.path.join(folder, "val.npy"), mmap_mode="r")
         return FeatureCache(train, val, train_labels, val_labels, seed=seed, on_disk=True, folder=folder,
@@ -423,8 +431,9 @@ class ActivationStore:
                 return kept, True
         train_labels = np.asarray(data.train.labels, np.int32)
         val_labels = np.asarray(data.val.labels, np.int32)
-        train_acts, val_acts, _, _ = _compute_both(split, data.train.dataset(image_size, batch_size),
-                                                   data.val.dataset(image_size, batch_size), copies)
+        with Progress("activations of the frozen bottom", copies * len(data.train) + len(data.val)) as progress:
+            train_acts, val_acts, _, _ = _compute_both(split, data.train.dataset(image_size, batch_size),
+                                                       data.val.dataset(image_size, batch_size), copies, progress)
         acts = CutActivations(train_acts, val_acts, train_labels, val_labels)
         self._put(_cut_key(cache_key(split.model, data, image_size, copies, seed), split), acts)
         return acts, False
@@ -434,8 +443,13 @@ def _cut_key(features_key: str, split: BottomSplit) -> str:
     return f"{features_key}/cut{split.first}"
 
 
-def _batched_call(fn, dataset) -> np.ndarray:
-    return np.concatenate([fn(x).numpy() for x, _ in dataset], axis=0)
+def _batched_call(fn, dataset, progress=None) -> np.ndarray:
+    out = []
+    for x, _ in dataset:
+        out.append(fn(x).numpy())
+        if progress is not None:
+            progress.update(len(out[-1]))
+    return np.concatenate(out, axis=0)
 
 
 def _complete(folder: str, key: str) -> bool:
@@ -448,7 +462,7 @@ def _complete(folder: str, key: str) -> bool:
     return False
 
 
-def _write(cache_dir: str, key: str, parts, dim: int) -> None:
+def _write(cache_dir: str, key: str, parts, dim: int, progress=None) -> None:
     """Computes each part into `.npy` files in a temporary folder, then renames it into place.
 
     A killed run leaves only a temporary folder, which the next write removes:
@@ -469,6 +483,8 @@ def _write(cache_dir: str, key: str, parts, dim: int) -> None:
                 feats = fn(x).numpy()
                 out[i:i + len(feats)] = feats
                 i += len(feats)
+                if progress is not None:
+                    progress.update(len(feats))
             if i != n:
                 raise RuntimeError(f"feature cache: {name} yielded {i} images, expected {n}")
             out.flush()

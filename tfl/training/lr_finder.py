@@ -26,6 +26,7 @@ import math
 import os
 import typing
 
+from tfl._progress import Progress
 from tfl.errors import TflError
 from tfl.runs import atomic_path, atomic_write_json
 
@@ -134,9 +135,11 @@ def make_callback(min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 200, 
             super().__init__()
             self.lrs, self.losses = [], []
             self._avg, self._best, self._lr, self._saved = 0.0, math.inf, min_lr, None
+            self._progress = None
 
         def on_train_begin(self, logs=None):
             self._saved = [v.numpy() for v in self.model.weights]
+            self._progress = Progress("LR range test", steps, "steps")
 
         def on_epoch_begin(self, epoch, logs=None):
             optimizer = self.model.optimizer
@@ -145,6 +148,7 @@ def make_callback(min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 200, 
             optimizer.learning_rate = self._lr
 
         def on_epoch_end(self, epoch, logs=None):
+            self._progress.update(1)
             loss = float((logs or {}).get("loss", float("nan")))
             if not np.isfinite(loss):
                 self.model.stop_training = True
@@ -158,6 +162,7 @@ def make_callback(min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 200, 
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
+            self._progress.close()
             for v, value in zip(self.model.weights, self._saved):
                 v.assign(value)
 

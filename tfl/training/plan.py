@@ -22,6 +22,11 @@ The rules:
   activations beside the features within the budget it does (one pass for
   both), and stage 2 uses those copies (else it computes its own).
 * A resumed stage 2 that already trained on images goes on on images.
+* Without pretrained weights (`weights=None`) a frozen backbone computes
+  constant features (random weights, BatchNorm in inference mode), so nothing
+  could learn on them: the whole classifier trains from scratch in one stage
+  on images (stage 1's epochs and learning rate, BatchNorm in training mode),
+  and stage 2 is skipped.
 """
 
 from __future__ import annotations
@@ -66,6 +71,11 @@ class StagePlan:
     split: typing.Any = None
     reason: str = ""
     kept_copies: typing.Optional[int] = None
+
+    def describe(self) -> dict:
+        """The plan as JSON-ready values (kept in the run's state.json)."""
+        return {"epochs": self.epochs, "inputs": self.inputs, "copies": self.copies, "lr": dataclasses.asdict(self.lr),
+                "unfrozen_layers": len(self.unfrozen), "gradual": self.gradual, "reason": self.reason}
 
     @property
     def uses_layer_groups(self) -> bool:
@@ -126,6 +136,10 @@ def make_plan(cfg: TrainConfig, model, block_ids: typing.Sequence[int], *, num_t
     """
     from tfl.models import classifier as model_lib
 
+    if cfg.model.weights is None:
+        why = "no pretrained weights: every layer trains from scratch (BatchNorm in training mode), in one stage"
+        return (StagePlan(1, cfg.stage1.epochs, "images", 1, cfg.stage1.learning_rate, reason=why),
+                StagePlan(2, 0, "images", 1, cfg.stage2.learning_rate, reason=why))
     copies1 = cached_copies(cfg, cfg.stage1.epochs)
     num_layers = len(model_lib.backbone_of(model).layers)
     unfrozen = unfrozen_layers(cfg, num_layers, block_ids) if cfg.stage2.epochs else []

@@ -27,7 +27,7 @@ import typing
 from tfl import config as config_lib
 from tfl._logging import log
 from tfl.config import TrainConfig, is_minimized
-from tfl.errors import UsageError
+from tfl.errors import UsageError, flag
 from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
 
@@ -90,12 +90,11 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run_dir: str, *, resume: bool = False, overwrite: bool = False,
-                 verbose="auto", data=None, strategy=None, callbacks=(), store=None, report=True, features=None):
+                 verbose="auto", data=None, strategy=None, callbacks=(), store=None, report=True):
         from tfl.training.activations import ActivationStore
 
-        del features  # TODO(structure): the tuner still passes its old factory; it shares `store` instead
         self.run = RunFolder(run_dir)
-        self.run.prepare(resume=resume, overwrite=overwrite)
+        self._created = self.run.prepare(resume=resume, overwrite=overwrite)  # removed again if no epoch trains
         if resume:
             config = self.run.read_config()
         try:
@@ -142,8 +141,12 @@ class Trainer:
         self.run.write_class_names(self.data.class_names)
         if self.strategy is None:
             self.strategy = strategy_lib.get_strategy(cfg.strategy)
+        scratch = cfg.model.weights is None
+        if scratch:
+            log.info("no pretrained weights (weights=None): training every layer from scratch in one stage, "
+                     "BatchNorm in training mode (a frozen random backbone could not learn anything)")
         with self.strategy.scope():
-            self.model = model_lib.build_model(cfg.model, self.data.num_classes, seed=cfg.seed)
+            self.model = model_lib.build_model(cfg.model, self.data.num_classes, seed=cfg.seed, scratch=scratch)
         self.block_ids = backbones.block_ids(spec, model_lib.backbone_of(self.model))
         stage2 = _checkpoint.StageState(self.run, 2)
         resumed_inputs = stage2.data.get("inputs", None if not stage2.epochs_done else "images")
@@ -153,6 +156,9 @@ class Trainer:
                 feature_dim=int(self.model.get_layer("pool").output.shape[-1]),
                 memory_budget=self.store.memory_budget, stage1_done=_checkpoint.StageState(self.run, 1).done,
                 stage2_inputs={"cut": "activations"}.get(resumed_inputs, resumed_inputs))
+        state = self.run.read_state()
+        state["plan"] = {f"stage{p.stage}": p.describe() for p in self.plans}  # what was decided, and why
+        self.run.write_state(state)
 
     def _log_data_problems(self, spec, limit: int = 50):
         """One line per problem, the same lines as `tfl check` (training uses the good images)."""
@@ -268,8 +274,8 @@ class Trainer:
             self._unfreeze(plan)
         steps = math.ceil(len(self.data.train) / self.config.data.batch_size)
         state = _checkpoint.StageState(self.run, plan.stage)
-        if plan.stage == 1 and state.done:  # resumed after stage 1: its best head is all that is needed
-            return self.model.get_layer("head"), None, None, 1
+        if plan.stage == 1 and state.done:  # resumed after stage 1: its best weights are all that is needed
+            return (self.model.get_layer("head") if plan.inputs == "features" else self.model), None, None, 1
         if plan.inputs == "features":
             model, train_ds, val_ds, copies = self._features(plan)
         elif plan.inputs == "activations":
@@ -354,18 +360,27 @@ class Trainer:
         A full disk stops it with one line; the checkpoints already committed stay
         intact, so `--resume` continues once there is room again.
         """
+        import shutil
+
         from tfl.runs import disk_full_is_one_line
 
-        with disk_full_is_one_line(f"the run folder {self.run.path}", self._resume_hint):
-            return self._fit()
+        try:
+            with disk_full_is_one_line(f"the run folder {self.run.path}", self._resume_hint):
+                return self._fit()
+        except BaseException:
+            # A run that fails before its first epoch (bad data, no weights, Ctrl-C) leaves nothing behind,
+            # so the corrected command can use the same folder.
+            if self._created and self.run.never_trained():
+                shutil.rmtree(self.run.path, ignore_errors=True)
+            raise
 
     def _resume_hint(self) -> str:
         state = self.run.read_state()
         done = [(k, v.get("epochs_done", 0)) for k, v in sorted(state.items()) if isinstance(v, dict)
                 and v.get("epochs_done")]
         last = f"{done[-1][0].replace('stage', 'stage ')} epoch {done[-1][1]}" if done else "none yet"
-        return (f"free some space and continue with: tfl train --resume {self.run.path} "
-                f"(last good checkpoint: {last})")
+        how = flag(f"tfl train --resume {self.run.path}", f"tfl.fine_tune(out={self.run.path!r}, resume=True)")
+        return f"free some space and continue with: {how} (last good checkpoint: {last})"
 
     def _fit(self) -> FineTuneResult:
         t0 = time.time()
@@ -388,7 +403,29 @@ class Trainer:
             self._report()
         log.info(f"stage 1 {_fmt(m1)} | stage 2 {_fmt(m2)} | kept stage {best_stage}; "
                  f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
+        self._say_where_and_what_next(m2 if best_stage == 2 else m1)
         return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model)
+
+    def _say_where_and_what_next(self, kept: dict) -> None:
+        """Where the model and report are, the next commands, and a loud warning when the model is near chance."""
+        path = self.run.path
+        report = os.path.join(self.run.report_dir, "index.html")
+        log.info(f"model: {self.run.model_path}" + (f"; report: {report}" if os.path.exists(report) else ""))
+        log.info("next: " + flag(f"tfl evaluate {path}  |  tfl predict {path} IMAGES...  |  "
+                                 f"tfl export {path} --out exports",
+                                 f"tfl.evaluate({path!r}), tfl.predict({path!r}, paths), "
+                                 f"tfl.export({path!r}, 'exports')"))
+        accuracy = kept.get("val_accuracy")
+        if accuracy is None or self.config.model.head.multi_label:
+            return
+        majority = near_chance(accuracy, _counts(self.data.val.labels, self.data.num_classes))
+        if majority is not None:
+            why = ("there are no pretrained weights (weights=None): a model trained from scratch on little data "
+                   "stays near chance; use ImageNet weights" if self.config.model.weights is None else
+                   "check the labels and the data (tfl check), or try more epochs, another learning rate "
+                   "(--lr auto) or another backbone")
+            log.warning(f"WARNING: the kept model is near chance: val_accuracy {accuracy:.3f} against "
+                        f"{majority:.3f} for always answering the most common class; {why}")
 
     def _report(self):
         try:
@@ -416,6 +453,32 @@ class Trainer:
         state = self.run.read_state()
         state["finished"] = True
         self.run.write_state(state)
+
+
+def near_chance(accuracy: float, class_counts: typing.Sequence[int], margin: float = 0.05):
+    """The majority-class rate when `accuracy` is within `margin` of it (or below), else None.
+
+    Always answering the most common class scores that rate, so a model below
+    it plus a margin has learned next to nothing.
+
+    Examples:
+        >>> near_chance(0.26, [24, 24, 24, 24])
+        0.25
+        >>> near_chance(0.9, [24, 24, 24, 24]) is None
+        True
+    """
+    total = sum(class_counts)
+    if not total:
+        return None
+    majority = max(class_counts) / total
+    return majority if accuracy < majority + margin else None
+
+
+def _counts(labels, num_classes: int) -> typing.List[int]:
+    counts = [0] * num_classes
+    for y in labels:
+        counts[int(y)] += 1
+    return counts
 
 
 def _stage_metrics(state, monitor) -> dict:

@@ -47,8 +47,30 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None) -> None:
             f"{name!r} is not a local tfl dataset builder "
             f"(known: {', '.join(LOCAL_BUILDERS)})."
         )
-    builder = tfds.builder(
-        name, data_dir=os.fspath(data_dir) if data_dir is not None else None
-    )
-    if not builder.is_prepared():
-        builder.download_and_prepare()
+    import contextlib
+    import io
+    import logging
+    import time
+
+    from tfl._logging import log
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    # tfds prints "Downloading and preparing dataset Unknown size ..." and absl warns that the new folder
+    # has no dataset_info.json: both wrong for data generated on the spot, so they are kept off the terminal.
+    absl.setLevel(logging.ERROR)
+    t = time.time()
+    try:
+        builder = tfds.builder(name, data_dir=os.fspath(data_dir) if data_dir is not None else None)
+        if builder.is_prepared():
+            return
+        tfds.disable_progress_bar()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                builder.download_and_prepare()
+        finally:
+            tfds.enable_progress_bar()
+    finally:
+        absl.setLevel(level)
+    log.info(f"tfds:{name}: generated on this machine (no download) in {time.time() - t:.1f}s "
+             f"into {builder.data_dir}")
