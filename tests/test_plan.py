@@ -21,9 +21,10 @@ def _plan(model_and_blocks, budget=10**9, **changes):
     from tfl.training import plan as plan_lib
 
     cfg = TrainConfig()
-    cfg.model.weights, cfg.model.image_size = None, 64
+    cfg.model.image_size = 64  # ImageNet weights (the default) in the config; the model itself needs none
     for key, value in changes.items():
-        obj, attr = (cfg.stage2, key[len("stage2_"):]) if key.startswith("stage2_") else (cfg, key)
+        obj, attr = ((cfg.stage2, key[len("stage2_"):]) if key.startswith("stage2_") else
+                     (cfg.model, key) if key == "weights" else (cfg, key))
         setattr(obj, attr, value)
     model, block_ids = model_and_blocks
     return plan_lib.make_plan(cfg, model, block_ids, num_train=100, num_val=20, feature_dim=256,
@@ -57,6 +58,12 @@ def test_a_small_memory_budget_sends_stage2_to_images(model_and_blocks):
     _, tight = _plan(model_and_blocks, budget=1)
     assert fits.inputs == "activations" and tight.inputs == "images"
     assert "memory budget" in tight.reason
+
+
+def test_without_pretrained_weights_one_stage_trains_everything_on_images(model_and_blocks):
+    plan1, plan2 = _plan(model_and_blocks, weights=None)
+    assert (plan1.inputs, plan1.copies, plan1.split) == ("images", 1, None) and "from scratch" in plan1.reason
+    assert plan2.epochs == 0
 
 
 def test_too_many_blocks_is_a_usage_error_before_training(model_and_blocks):

@@ -208,7 +208,8 @@ class RunFolder:
             state = self.read_state()
         except (OSError, ValueError):
             return False
-        return not any(isinstance(v, dict) and v.get("epochs_done") for v in state.values())
+        # Only a folder a tfl trainer started (it writes its plan first) counts, not any folder with a config.
+        return "plan" in state and not any(isinstance(v, dict) and v.get("epochs_done") for v in state.values())
 
     def prepare(self, resume: bool, overwrite: bool) -> bool:
         """Creates the folder, refusing to clobber an earlier run by accident.

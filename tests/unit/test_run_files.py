@@ -169,7 +169,9 @@ def test_in_python_the_refusal_names_keyword_arguments(tmp_path):
 def test_a_folder_that_never_trained_an_epoch_is_replaced_without_overwrite(tmp_path):
     run = RunFolder(str(tmp_path / "run"))
     run.prepare(resume=False, overwrite=False)
-    run.write_config(TrainConfig())  # started, then failed or was killed before its first epoch
+    run.write_config(TrainConfig())
+    assert not run.never_trained()  # a config alone is not a run tfl started: refused
+    run.write_state({"plan": {"stage1": {}, "stage2": {}}})  # started, failed or killed before its first epoch
     assert run.never_trained()
     assert run.prepare(resume=False, overwrite=False) is True
     assert not run.exists() and os.path.isdir(run.checkpoint_dir)

@@ -233,10 +233,9 @@ def build_backbone(spec_or_name: BackboneSpec | str, image_size: int,
             raise FileNotFoundError(f"weights file not found: {path}")
     else:
         wanted = imagenet_weights_file(spec, image_size)
-        if _cached_path(wanted) is None:
-            # Missing size-specific MobileNet file: use the cached 224 one
-            # rather than the network (single-file families: same file).
-            path = _cached_path(imagenet_weights_file(spec, None))
+        # A cached file is loaded as Keras would load it; a missing size-specific MobileNet file is
+        # replaced by the cached 224 one rather than the network (single-file families: same file).
+        path = _cached_path(wanted) or _cached_path(imagenet_weights_file(spec, None))
     if path is not None:
         # No-top weights do not depend on the input size: build at the
         # requested size, then load in layer order (.h5) / by structure.
@@ -251,8 +250,6 @@ def build_backbone(spec_or_name: BackboneSpec | str, image_size: int,
         try:
             return _construct(spec, image_size, "imagenet")
         except Exception as exc:
-            if _cached_path(wanted) is not None:
-                raise  # the file was there: not a download problem
             # Keep only the cause ("... -- [Errno -3] ..."), not the long URL.
             reason = " ".join(str(exc).split(" -- ")[-1].split())[:100]
     bundled = bundled_weights_path(spec)
