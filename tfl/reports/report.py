@@ -21,9 +21,8 @@ import typing
 import numpy as np
 
 from tfl.errors import UsageError
+from tfl.reports import MAX_MISTAKES
 from tfl.runs import RunFolder, atomic_write_json, atomic_write_text, read_json
-
-MAX_MISTAKES = 16
 
 
 def report(run_dir: str, out_dir: typing.Optional[str] = None, *, data: typing.Optional[str] = None,
