@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -62,8 +63,41 @@ class TflGroup(click.Group):
             ctx.exit(2 if is_usage(e) else 1)
 
 
-@click.group(cls=TflGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--debug", is_flag=True, envvar="TFL_DEBUG", help="Show full tracebacks and TensorFlow logs.")
+class TflOption(click.Option):
+    """A click option whose help always ends with its default, like `[default: 20]`.
+
+    `default_text` states the default where the option's own `default` is not
+    it: options whose `None` means "the config's value" (the text is then
+    built from `tfl.config`), or a default computed at run time ("the
+    backbone's"). A plain flag that is off unless given shows `off`.
+    `required_text` replaces click's `[required]` where an option is needed
+    only in some cases.
+    """
+
+    def __init__(self, *args, default_text=None, required_text=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_text = default_text
+        self.required_text = required_text
+
+    def get_help_extra(self, ctx):
+        extra = super().get_help_extra(ctx)
+        if self.default_text is not None:
+            extra["default"] = str(self.default_text)
+        elif self.is_flag and not self.secondary_opts and self.get_default(ctx, call=False) is False:
+            extra["default"] = "off"
+        if self.required_text:
+            extra["required"] = self.required_text
+        return extra
+
+
+# `@option(...)`: `click.option` with `TflOption`, which every tfl command uses.
+option = functools.partial(click.option, cls=TflOption)
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
+
+
+@click.group(cls=TflGroup, context_settings=CONTEXT)
+@option("--debug", is_flag=True, envvar="TFL_DEBUG", help="Show full tracebacks and TensorFlow logs.")
 @click.version_option(__version__, prog_name="tfl")
 @click.pass_context
 def main(ctx, debug):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from tfl.cli._common import echo_json, main
+from tfl.cli._common import echo_json, main, option
 
 
-@main.command("backbones")
-@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
-@click.option("--family", help="Only this family (e.g. efficientnet).")
+@main.command("backbones", short_help="List the backbones: parameters, sizes, blocks, local weights.")
+@option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+@option("--family", default_text="all", help="Only this family (e.g. efficientnet, resnet).")
 def backbones_command(as_json, family):
     """List the backbones: parameters, default size, blocks, local ImageNet weights."""
     from tfl.models import backbones

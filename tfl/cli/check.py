@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import click
 
-from tfl.cli._common import echo_json, main
+from tfl.cli._common import echo_json, main, option
+from tfl.cli.train import DATA_DIR_DEFAULT, DATA_HELP, DEFAULTS, VAL_SPLIT_DEFAULT
 
 
-@main.command()
-@click.option("--data", "source", required=True, metavar="SOURCE",
-              help="folder:PATH (PATH/train/<class>/*.jpg and PATH/val/...) or tfds:NAME[/CONFIG].")
-@click.option("--backbone", default="mobilenet_025", show_default=True,
+@main.command(short_help="Check a dataset: classes, splits, bad files, imbalance.")
+@option("--data", "source", required=True, metavar="SOURCE", help=DATA_HELP)
+@option("--backbone", default=DEFAULTS.model.backbone,
               help="Backbone whose input size decides which images are too small.")
-@click.option("--image-size", type=click.IntRange(16, 2048), help="Model input side (default: the backbone's).")
-@click.option("--val-split", help="Validation split (folder name or tfds split).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="tfds data directory.")
-@click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="none", show_default=True,
+@option("--image-size", type=click.IntRange(16, 2048), default_text="the backbone's (see tfl backbones)",
+        help="Model input side in pixels.")
+@option("--val-split", metavar="NAME", default_text=VAL_SPLIT_DEFAULT,
+        help="Validation split: a folder name under PATH, or a tfds split.")
+@option("--data-dir", type=click.Path(file_okay=False), default_text=DATA_DIR_DEFAULT,
+        help="Where tfds datasets are prepared.")
+@option("--class-weight", type=click.Choice(["balanced", "none"]), default="none", show_default=True,
               help="The class weighting training will use.")
-@click.option("--strict", is_flag=True, help="Refuse the data if any file is unusable (as tfl train --strict).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@option("--strict", is_flag=True, help="Refuse the data if any file is unusable (as tfl train --strict).")
+@option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(source, backbone, image_size, val_split, data_dir, class_weight, strict, as_json):
     """Check a dataset before training: classes, splits, bad files, duplicates, imbalance.
 

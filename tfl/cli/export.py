@@ -6,25 +6,27 @@ import dataclasses
 
 import click
 
-from tfl.cli._common import echo_json, main, quiet_tf
+from tfl.cli._common import echo_json, main, option, quiet_tf
 from tfl.serving.tflite import MODES as TFLITE_MODES
 
 
-@main.command()
+@main.command(short_help="Export a run as a SavedModel for TF Serving (and TFLite).")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default="exports", show_default=True, type=click.Path(file_okay=False),
+@option("--out", default="exports", type=click.Path(file_okay=False),
               help="Export base folder: the model goes to OUT/<name>/<version>/ (TF Serving's layout).")
-@click.option("--name", help="Model name (default: the run folder's name).")
-@click.option("--version", "version", type=int, help="Integer version (default: one more than the latest).")
-@click.option("--tflite", multiple=True, type=click.Choice(TFLITE_MODES),
+@option("--name", default_text="the run folder's name", help="Model name: the folder under OUT.")
+@option("--version", "version", type=int, default_text="one more than the latest under OUT/<name>",
+        help="Integer version folder.")
+@option("--tflite", multiple=True, type=click.Choice(TFLITE_MODES), default_text="none",
               help="Also write a TFLite model of the tensor signature: float32, float16 or dynamic "
                    "(dynamic-range quantised); repeat for several.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              show_default=True, help="Multi-label models: probability from which a label is reported.")
-@click.option("--data", help="Data source of the verification images (default: the run's own data).")
-@click.option("--verify-images", type=click.IntRange(1), default=8, show_default=True,
+@option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              help="Multi-label models: probability from which a label is reported.")
+@option("--data", metavar="SOURCE", default_text="the run's own data",
+        help="Data source of the validation images the export is verified on.")
+@option("--verify-images", type=click.IntRange(1), default=8,
               help="Validation images the reloaded SavedModel is checked on.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was written and verified as JSON.")
+@option("--json", "as_json", is_flag=True, help="Print what was written and verified as JSON.")
 def export(run, out, name, version, tflite, threshold, data, verify_images, as_json):
     """Export a run as a SavedModel that takes image file bytes, verified against Keras.
 

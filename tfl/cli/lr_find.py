@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import click
 
-from tfl.cli._common import echo_json, fail, main, quiet_tf
-from tfl.cli.train import build_config, data_options, train_options
+from tfl.cli._common import echo_json, fail, main, option, quiet_tf
+from tfl.cli.train import build_config, data_options, shown, train_options
 
 
-@main.command("lr-find")
-@data_options
+@main.command("lr-find", short_help="Find a learning rate with the LR range test; plot the loss.")
+@data_options(required_text="required")
 @train_options
-@click.option("--stage", type=click.IntRange(1, 2), default=1, show_default=True,
+@option("--stage", type=click.IntRange(1, 2), default=1,
               help="1: the head on cached backbone features (seconds); 2: the unfrozen top end to end, "
                    "after training the head as stage 1 is configured.")
-@click.option("--steps", type=click.IntRange(10, 10000), help=("Steps of the test. Default 200 (stage "
-    "1), 100 (stage 2)."))
-@click.option("--min-lr", type=click.FloatRange(0, min_open=True), default=1e-7, show_default=True)
-@click.option("--max-lr", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True)
-@click.option("--method", type=click.Choice(["valley", "steepest", "minimum"]), default="valley", show_default=True,
+@option("--steps", type=click.IntRange(10, 10000), default_text="200 for stage 1, 100 for stage 2",
+        help="Training steps of the test; the rate grows exponentially from --min-lr to --max-lr over them.")
+@option("--min-lr", type=click.FloatRange(0, min_open=True), default=1e-7, default_text=shown(1e-7),
+        help="Learning rate of the first step.")
+@option("--max-lr", type=click.FloatRange(0, min_open=True), default=10.0, default_text=shown(10.0),
+        help="Learning rate of the last step (the test stops early once the loss diverges).")
+@option("--method", type=click.Choice(["valley", "steepest", "minimum"]), default="valley",
               help="How the suggestion is picked: the loss's longest valley (fastai), its steepest descent, "
                    "or a tenth of the rate at its minimum.")
-@click.option("--out", default="lr_find.png", show_default=True, type=click.Path(dir_okay=False),
+@option("--out", default="lr_find.png", type=click.Path(dir_okay=False),
               help="PNG of loss against learning rate with the suggestion marked (numbers beside it as .json).")
-@click.option("--json", "as_json", is_flag=True, help="Print the suggestion and the curve as JSON.")
+@option("--json", "as_json", is_flag=True, help="Print the suggestion and the curve as JSON.")
 def lr_find(stage, steps, min_lr, max_lr, method, out, as_json, **opts):
     """Find a learning rate: train with an exponentially growing rate and watch the loss.
 

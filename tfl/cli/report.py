@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import click
 
-from tfl.cli._common import main, quiet_tf
+from tfl.cli._common import main, option, quiet_tf
+from tfl.reports import MAX_MISTAKES
 
 
-@main.command()
+@main.command(short_help="Write the HTML report of a run or a search (RUN/report).")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Report folder (default RUN/report).")
-@click.option("--data", help="Score on this data source instead of the run's own.")
-@click.option("--split", default="val", show_default=True, help="val, train or test.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--mistakes", "max_mistakes", type=click.IntRange(0), default=16, show_default=True,
-              help="How many of the most confident mistakes to show.")
+@option("--out", type=click.Path(file_okay=False), default_text="RUN/report", help="Report folder.")
+@option("--data", metavar="SOURCE", default_text="the run's own data",
+        help="Score on this data source (folder:PATH or tfds:NAME with the run's classes) instead.")
+@option("--split", default="val", help="The split scored: val, train or test.")
+@option("--batch-size", type=click.IntRange(1), default=32, help="Prediction batch size.")
+@option("--mistakes", "max_mistakes", type=click.IntRange(0), default=MAX_MISTAKES,
+        help="How many of the most confident mistakes to draw (the page counts them all).")
 def report(run, out, data, split, batch_size, max_mistakes):
     """Write RUN/report/index.html: curves, confusion matrix, per-class scores, mistakes.
 

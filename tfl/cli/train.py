@@ -8,7 +8,8 @@ import os
 
 import click
 
-from tfl.cli._common import echo_json, fail, main, quiet_tf
+from tfl.cli._common import echo_json, fail, main, option, quiet_tf
+from tfl.config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 def _csv_ints(ctx, param, value):
@@ -47,60 +48,115 @@ def _weights(ctx, param, value):
     return value
 
 
-def data_options(f):
-    """--data and the options that say how to read it."""
-    f = click.option("--no-download", is_flag=True, help="Never download a tfds dataset (fail if not prepared).")(f)
-    f = click.option("--strict", is_flag=True, default=None,
-                     help="Refuse the data if any image is unreadable (default: skip and report).")(f)
-    f = click.option("--val-split", help=("Validation split (folder name or tfds split); "
-        "default val/validation/test."))(f)
-    f = click.option("--data-dir", type=click.Path(file_okay=False), help="tfds data directory.")(f)
-    f = click.option("--data", "data", metavar="SOURCE",
-                     help="folder:PATH (PATH/train/<class>/*.jpg and PATH/val/...) or tfds:NAME[/CONFIG].")(f)
+# What an option left out means: tfl's defaults, read from `tfl.config` so the help cannot drift from the code.
+DEFAULTS = TrainConfig()
+HOLD_OUT = f"{DEFAULTS.data.val_fraction:.0%}"
+VAL_SPLIT_DEFAULT = f"a val or validation folder (tfds: validation, val or test), else {HOLD_OUT} of train"
+DATA_DIR_DEFAULT = "tfds's, ~/tensorflow_datasets"
+DATA_HELP = ("Where the images are. folder:PATH: class folders under PATH/train and PATH/val (optional "
+             f"PATH/test), or directly under PATH (then a stratified {HOLD_OUT} is held out for validation); "
+             "an existing folder given without folder: is read as one. tfds:NAME[/CONFIG]: a "
+             "tensorflow-datasets dataset.")
+
+
+def shown(value) -> str:
+    """A default as the help shows it: 0.003 as 3e-3, 1.0 as 1, [256, 64] as 256,64, None as none, False as off."""
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float) and 0 < abs(value) < 0.01:
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _lr_text(stage) -> str:
+    """A stage's default learning rate with its warm-up and schedule, e.g. `5e-4 after 1 warm-up epoch, cosine
+    decay to 0`."""
+    text = shown(stage.lr)
+    if stage.warmup_epochs:
+        text += f" after {shown(stage.warmup_epochs)} warm-up epoch{'s' if stage.warmup_epochs != 1 else ''}"
+    return text + (", cosine decay to 0" if stage.schedule == "cosine" else ", constant")
+
+
+def data_options(f=None, *, required_text="required unless --config or --resume gives it"):
+    """--data and the options that say how to read it (`@data_options`, or `@data_options(required_text=...)`)."""
+    if f is None:
+        return lambda g: data_options(g, required_text=required_text)
+    f = option("--no-download", is_flag=True, help="Never download a tfds dataset (fail if it is not prepared).")(f)
+    f = option("--strict", is_flag=True, default=None, default_text=f"{shown(DEFAULTS.data.strict)} (skip and report)",
+               help="Refuse the data if any image is unreadable.")(f)
+    f = option("--val-split", metavar="NAME",
+               default_text=VAL_SPLIT_DEFAULT,
+               help="Validation split: a folder name under PATH, or a tfds split (slicing allowed: 'train[80%:]').")(f)
+    f = option("--data-dir", type=click.Path(file_okay=False), default_text=DATA_DIR_DEFAULT,
+               help="Where tfds datasets are prepared.")(f)
+    f = option("--data", "data", metavar="SOURCE", help=DATA_HELP, required_text=required_text)(f)
     return f
 
 
 def train_options(f):
-    """Model and schedule options shared by `tfl train` and the recipes."""
+    """Model and schedule options shared by `tfl train`, `tfl tune`, `tfl lr-find` and the recipes."""
+    s1, s2, model, head = DEFAULTS.stage1, DEFAULTS.stage2, DEFAULTS.model, DEFAULTS.model.head
     opts = [
-        click.option("--backbone", help="Backbone name (see `tfl backbones`). Default mobilenet_025."),
-        click.option("--weights", callback=_weights, help="imagenet (default), none, or a weights file PATH."),
-        click.option("--image-size", type=click.IntRange(16, 2048), help="Input side in pixels (default: backbone's)."),
-        click.option("--epochs", type=click.IntRange(0), help="Stage 1 epochs (head on frozen backbone). Default 20."),
-        click.option("--fine-tune-epochs", type=click.IntRange(0), help="Stage 2 epochs (unfrozen top). Default 10."),
-        click.option("--unfreeze", help=("Stage 2: all, N layers from the top, a fraction "
-            "(0.3), or Nblocks. Default 2blocks.")),
-        click.option("--lr", callback=_lr, metavar="LR|auto",
-                     help=("Stage 1 learning rate, or auto (LR range test on the "
-                         "cached features). Default 3e-3, cosine decay.")),
-        click.option("--fine-tune-lr", callback=_lr, metavar="LR|auto|LOW..HIGH",
-                     help="Stage 2 peak learning rate; auto (LR range test); or LOW..HIGH: discriminative rates "
-                          "spread from the lowest unfrozen block to the head, e.g. 1e-5..1e-3. Default 5e-4."),
-        click.option("--gradual-unfreeze/--no-gradual-unfreeze", default=None,
-                     help="Stage 2: release the unfrozen blocks one at a time from the top over the stage."),
-        click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]), help="Stage 1 optimizer."),
-        click.option("--fine-tune-optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]),
-                     help="Stage 2 optimizer."),
-        click.option("--schedule", type=click.Choice(["constant", "cosine"]), help=("Stage 2 schedule (default "
-            "cosine).")),
-        click.option("--warmup", "warmup_epochs", type=float, help="Stage 2 warm-up epochs (default 1)."),
-        click.option("--patience", type=click.IntRange(1), help="Early stopping patience (epochs) in both stages."),
-        click.option("--batch-size", type=click.IntRange(1), help="Global batch size. Default 32."),
-        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Head dropout. Default 0.2."),
-        click.option("--dense", callback=_csv_ints, help=("Hidden head layer sizes, e.g. 256 or "
-            "512,128 (default none).")),
-        click.option("--pooling", type=click.Choice(["avg", "max"]), help="Global pooling. Default avg."),
-        click.option("--augment/--no-augment", default=None, help=("Random flip/rotation/zoom in "
-            "training (default on).")),
-        click.option("--label-smoothing", type=click.FloatRange(0, 1), help="Label smoothing. Default 0."),
-        click.option("--class-weight", type=click.Choice(["balanced", "none"]), help="Weight classes by frequency."),
-        click.option("--multi-label", is_flag=True, default=None, help="Sigmoid outputs (multi-label)."),
-        click.option("--mixed-precision", is_flag=True, default=None, help="Mixed float16 (GPUs; off on CPU)."),
-        click.option("--xla", "jit_compile", is_flag=True, default=None,
-                     help="XLA compilation of the training step (slower on CPU; a stage 2 on images runs without it)."),
-        click.option("--strategy", type=click.Choice(["default", "auto", "mirrored", "multiworker", "tpu"]),
-                     help="tf.distribute strategy. Default: default."),
-        click.option("--seed", type=int, help="Random seed. Default 42."),
+        option("--backbone", default_text=model.backbone, help="Backbone name (see `tfl backbones`)."),
+        option("--weights", callback=_weights, metavar="imagenet|none|PATH", default_text=shown(model.weights),
+               help="Backbone weights: imagenet, none (random initialisation), or a weights file PATH."),
+        option("--image-size", type=click.IntRange(16, 2048), default_text="the backbone's (see tfl backbones)",
+               help="Square input side in pixels."),
+        option("--epochs", type=click.IntRange(0), default_text=shown(s1.epochs),
+               help="Stage 1 epochs (the head on the frozen backbone); 0 skips the stage."),
+        option("--fine-tune-epochs", type=click.IntRange(0), default_text=shown(s2.epochs),
+               help="Stage 2 epochs (the unfrozen top of the backbone); 0 skips the stage."),
+        option("--unfreeze", metavar="SPEC", default_text=s2.unfreeze,
+               help="Stage 2: how much to train: all, N layers from the top, a fraction (0.3, 30%), or Nblocks. "
+                    "BatchNorm stays frozen."),
+        option("--lr", callback=_lr, metavar="LR|auto", default_text=_lr_text(s1),
+               help="Stage 1 learning rate, or auto (LR range test on the cached features)."),
+        option("--fine-tune-lr", callback=_lr, metavar="LR|auto|LOW..HIGH", default_text=_lr_text(s2),
+               help="Stage 2 peak learning rate; auto (LR range test); or LOW..HIGH: discriminative rates "
+                    "spread from the lowest unfrozen block to the head, e.g. 1e-5..1e-3."),
+        option("--gradual-unfreeze/--no-gradual-unfreeze", default=None, default_text=shown(s2.gradual),
+               help="Stage 2: release the unfrozen blocks one at a time from the top over the stage."),
+        option("--optimizer", type=click.Choice(OPTIMIZERS), default_text=s1.optimizer, help="Stage 1 optimizer."),
+        option("--fine-tune-optimizer", type=click.Choice(OPTIMIZERS), default_text=s2.optimizer,
+               help="Stage 2 optimizer."),
+        option("--schedule", type=click.Choice(SCHEDULES), default_text=s2.schedule,
+               help="Stage 2 learning-rate schedule after the warm-up."),
+        option("--warmup", "warmup_epochs", type=float, default_text=shown(s2.warmup_epochs),
+               help="Stage 2 warm-up epochs (linear from 0 to the peak rate)."),
+        option("--patience", type=click.IntRange(1), default_text="off (train every epoch)",
+               help="Early stopping patience (epochs without a better val accuracy) in both stages; the best "
+                    "weights are restored."),
+        option("--batch-size", type=click.IntRange(1), default_text=shown(DEFAULTS.data.batch_size),
+               help="Global batch size."),
+        option("--dropout", type=click.FloatRange(0, 1, max_open=True), default_text=shown(head.dropout),
+               help="Head dropout."),
+        option("--dense", callback=_csv_ints, metavar="SIZES", default_text=shown(head.dense),
+               help="Hidden head layer sizes, e.g. 256 or 512,128 (none: a linear head)."),
+        option("--pooling", type=click.Choice(["avg", "max"]), default_text=head.pooling,
+               help="Global pooling of the backbone's features."),
+        option("--augment/--no-augment", default=None, default_text=shown(model.augment),
+               help="Random flip, rotation and zoom of training images."),
+        option("--label-smoothing", type=click.FloatRange(0, 1), default_text=shown(DEFAULTS.label_smoothing),
+               help="Label smoothing of the cross-entropy loss."),
+        option("--class-weight", type=click.Choice(["balanced", "none"]), default_text=shown(DEFAULTS.class_weight),
+               help="balanced: weight each class by its inverse frequency."),
+        option("--multi-label", is_flag=True, default=None, default_text=shown(head.multi_label),
+               help="Sigmoid outputs and binary cross-entropy (several labels per image)."),
+        option("--mixed-precision", is_flag=True, default=None, default_text=shown(DEFAULTS.mixed_precision),
+               help="Mixed float16 (for GPUs; about 4x slower on CPU)."),
+        option("--xla", "jit_compile", is_flag=True, default=None, default_text=shown(DEFAULTS.jit_compile),
+               help="XLA compilation of the training step (slower on CPU; a stage 2 on images runs without it)."),
+        option("--strategy", type=click.Choice(["default", "auto", "mirrored", "multiworker", "tpu"]),
+               default_text=f"{DEFAULTS.strategy} (one device, no tf.distribute)",
+               help="tf.distribute strategy: auto is mirrored when several GPUs are visible; multiworker reads "
+                    "TF_CONFIG."),
+        option("--seed", type=int, default_text=shown(DEFAULTS.seed),
+               help="Random seed of the data order, augmentation, validation split and initialisation."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -123,15 +179,15 @@ def build_config(base=None, **opts):
     return cfg
 
 
-@main.command()
+@main.command(short_help="Train a classifier: the head, then the top of the backbone.")
 @data_options
 @train_options
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="Start from a config.json (e.g. of an earlier run); options override it.")
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<backbone>-<time>).")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN",
-              help="Continue the killed or stopped run in RUN from its last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default_text="none (tfl's defaults)",
+        help="Start from a config.json (e.g. of an earlier run); options given override it.")
+@option("--out", type=click.Path(file_okay=False), default_text="runs/<backbone>-<date>-<time>", help="Run folder.")
+@option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN", default_text="none (a new run)",
+        help="Continue the killed or stopped run in RUN from its last checkpoint.")
+@option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 def train(config_file, out, resume_dir, overwrite, **opts):
     """Train a classifier in two stages: the head, then the top of the backbone.
 
@@ -172,14 +228,19 @@ def train(config_file, out, resume_dir, overwrite, **opts):
     click.echo(f"run folder: {result.run_dir}")
 
 
-@main.command()
+@main.command(short_help="Score a run: accuracy, loss, per-class P/R/F1, confusion.")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", help="Data to evaluate on (default: the run's own data).")
-@click.option("--split", default="val", show_default=True, help="val, train or test.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@option("--data", metavar="SOURCE", default_text="the run's own data",
+        help="Data to evaluate on: folder:PATH or tfds:NAME with the run's classes.")
+@option("--split", default="val", help="val, train or test.")
+@option("--batch-size", type=click.IntRange(1), default=32, help="Prediction batch size.")
+@option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate(run, data, split, batch_size, as_json):
-    """Score a run's model: accuracy, loss, per-class precision/recall/F1, confusion matrix."""
+    """Score a run's model: accuracy, loss, per-class precision/recall/F1, confusion matrix.
+
+    RUN is a run folder; by default it is scored on the validation split of
+    the data it was trained on.
+    """
     quiet_tf()
     from tfl.serving.evaluation import evaluate as evaluate_run
     from tfl.serving.evaluation import format_metrics
@@ -192,13 +253,17 @@ def evaluate(run, data, split, batch_size, as_json):
         click.echo(format_metrics(metrics))
 
 
-@main.command()
+@main.command(short_help="Label image files with a run or an exported model.")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list: path, label, probability per image.")
+@option("--batch-size", type=click.IntRange(1), default=32, help="Prediction batch size.")
+@option("--json", "as_json", is_flag=True, help="Print a JSON list: path, label, probability per image.")
 def predict(run, inputs, batch_size, as_json):
-    """Label image files (folders walked recursively) with a run's model or a `tfl export` folder."""
+    """Label image files (folders walked recursively) with a run's model or a `tfl export` folder.
+
+    Prints one line per image: path, label and probability (ERROR and the
+    reason for a file that cannot be read).
+    """
     quiet_tf()
     from tfl.serving.prediction import predict as predict_files
 
@@ -213,9 +278,9 @@ def predict(run, inputs, batch_size, as_json):
             click.echo(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}")
 
 
-@main.command()
+@main.command(short_help="Show a run's configuration, classes, progress and metrics.")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print config, classes and metrics as JSON.")
+@option("--json", "as_json", is_flag=True, help="Print config, classes and metrics as JSON.")
 def info(run, as_json):
     """Show a run's configuration, classes, progress and metrics."""
     from tfl.runs import RunFolder

@@ -7,8 +7,9 @@ import os
 
 import click
 
-from tfl.cli._common import echo_json, fail, main, quiet_tf
+from tfl.cli._common import echo_json, fail, main, option, quiet_tf
 from tfl.cli.train import build_config, data_options, train_options
+from tfl.tuning.space import PARAMS
 
 
 def _list_params() -> None:
@@ -21,35 +22,45 @@ def _list_params() -> None:
                "e.g. --search lr=1e-4..1e-2:log --search unfreeze=0,20,40,80 --fix dropout=0.2")
 
 
-@main.command()
+@main.command(short_help="Search the two-stage recipe's hyperparameters (Keras Tuner).")
 @data_options
 @train_options
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="Base config.json for every trial (e.g. of an earlier run); options override it.")
-@click.option("--search", "search", multiple=True, metavar="NAME=SPEC",
-              help="Search NAME over SPEC: LO..HI[:log][:step=S] or A,B,C (repeatable; see --list-params).")
-@click.option("--fix", "fix", multiple=True, metavar="NAME=VALUE", help="Do not search NAME; use VALUE (repeatable).")
-@click.option("--tuner", type=click.Choice(["random", "grid", "bayesian", "hyperband"]), default="random",
-              show_default=True, help="Search algorithm (Hyperband spends stage-2 epochs up to --fine-tune-epochs).")
-@click.option("--max-trials", type=click.IntRange(1), help="Most trials. Default 10.")
-@click.option("--executions-per-trial", type=click.IntRange(1), default=1, show_default=True,
+@option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default_text="none (tfl's defaults)",
+        help="Base config.json of every trial (e.g. of an earlier run); options given override it.")
+@option("--search", "search", multiple=True, metavar="NAME=SPEC",
+        default_text=", ".join(n for n, p in PARAMS.items() if p.default is not None) + " (see --list-params)",
+        help="Search NAME over SPEC: LO..HI[:log][:step=S] or A,B,C (repeatable).")
+@option("--fix", "fix", multiple=True, metavar="NAME=VALUE", default_text="none",
+        help="Do not search NAME; use VALUE (repeatable).")
+@option("--tuner", type=click.Choice(["random", "grid", "bayesian", "hyperband"]), default="random",
+              help="Search algorithm (Hyperband spends stage-2 epochs up to --fine-tune-epochs).")
+@option("--max-trials", type=click.IntRange(1), default_text="10 (a resumed search: its own)",
+        help="Most trials (Hyperband may end sooner).")
+@option("--executions-per-trial", type=click.IntRange(1), default=1,
               help="Runs per trial (different seeds), scores averaged.")
-@click.option("--objective", type=click.Choice(["val_accuracy", "val_loss"]), default="val_accuracy",
-              show_default=True, help="Validation metric of the model each trial keeps after stage 2.")
-@click.option("--max-time", metavar="DURATION", help="Time budget (900, 900s, 15m, 2h): then stop cleanly.")
-@click.option("--hyperband-factor", type=click.IntRange(2), default=3, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), help="Search folder (default runs/tune-<time>).")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Continue the interrupted search in DIR (completed trials are kept).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing search folder.")
-@click.option("--chief", metavar="HOST:PORT", help="Serve the search to workers at HOST:PORT (runs no trial).")
-@click.option("--worker", metavar="HOST:PORT", help="Run trials for the chief at HOST:PORT.")
-@click.option("--tuner-id", help="This worker's id (reuse it to restart a worker on its unfinished trial).")
-@click.option("--cpu-replicas", type=click.IntRange(1), help="Split the CPU into N devices (MirroredStrategy "
-              "replicas without GPUs).")
-@click.option("--verbose", "keras_verbose", is_flag=True, help="Show Keras' per-epoch lines inside trials.")
-@click.option("--list-params", is_flag=True, help="List the tunable hyperparameters and their default ranges.")
-@click.option("--json", "as_json", is_flag=True, help="Print the trials as JSON instead of a table.")
+@option("--objective", type=click.Choice(["val_accuracy", "val_loss"]), default="val_accuracy",
+              help="Validation metric of the model each trial keeps after stage 2.")
+@option("--max-time", metavar="DURATION", default_text="no limit",
+        help="Time budget (900, 900s, 15m, 2h): then the trial in progress is scored as it stands and the "
+             "search ends.")
+@option("--hyperband-factor", type=click.IntRange(2), default=3,
+        help="Hyperband's reduction factor: each round keeps the best 1/FACTOR of its trials and trains them "
+             "FACTOR times longer.")
+@option("--out", type=click.Path(file_okay=False), default_text="runs/tune-<date>-<time>", help="Search folder.")
+@option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="DIR", default_text="none (a new search)",
+        help="Continue the interrupted search in DIR (completed trials are kept).")
+@option("--overwrite", is_flag=True, help="Replace an existing search folder.")
+@option("--chief", metavar="HOST:PORT", default_text="none (a search on this machine)",
+        help="Serve the search to workers at HOST:PORT (runs no trial).")
+@option("--worker", metavar="HOST:PORT", default_text="none (a search on this machine)",
+        help="Run trials for the chief at HOST:PORT.")
+@option("--tuner-id", default_text="$KERASTUNER_TUNER_ID, else worker-<host>-<pid>",
+        help="This worker's id (reuse it to restart a worker on its unfinished trial).")
+@option("--cpu-replicas", type=click.IntRange(1), default_text="none (the CPU is one device)",
+        help="Split the CPU into N devices (MirroredStrategy replicas without GPUs).")
+@option("--verbose", "keras_verbose", is_flag=True, help="Show Keras' per-epoch lines inside trials.")
+@option("--list-params", is_flag=True, help="List the tunable hyperparameters and the ranges searched.")
+@option("--json", "as_json", is_flag=True, help="Print the trials as JSON instead of a table.")
 def tune(config_file, search, fix, tuner, max_trials, executions_per_trial, objective, max_time, hyperband_factor,
          out, resume_dir, overwrite, chief, worker, tuner_id, cpu_replicas, keras_verbose, list_params, as_json,
          **opts):

@@ -5,7 +5,10 @@ Figures are built from `matplotlib.figure.Figure` directly instead of
 a notebook keeps theirs) and keeps no global figure state. Each function
 saves one PNG atomically at a fixed size (no tight bounding box, so the pixel
 size is known in advance) and returns the numbers it drew, which the report
-writes as JSON beside the image.
+writes as JSON beside the image. The grid of photos is composed with PIL
+instead, pixel by pixel: thumbnails keep their proportions (letterboxed in
+square cells) and the PNG is stored with a 256-colour palette, which keeps
+it a few hundred kilobytes at most.
 """
 
 from __future__ import annotations
@@ -27,21 +30,35 @@ def _figure(width_in: float, height_in: float):
     return fig
 
 
+def _image_info(path: str, width: int, height: int) -> dict:
+    return {"file": path.replace("\\", "/").rsplit("/", 1)[-1], "width": int(width), "height": int(height)}
+
+
 def _save(fig, path: str) -> dict:
     from tfl.runs import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        # Through PIL with optimize=True: the smallest zlib stream for the same pixels (lossless).
+        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"optimize": True})
     width, height = fig.canvas.get_width_height()
-    return {"file": path.replace("\\", "/").rsplit("/", 1)[-1], "width": int(width), "height": int(height)}
+    return _image_info(path, width, height)
 
 
-def training_curves(history: dict, path: str) -> dict:
-    """Accuracy and loss of both stages on one epoch axis, the stage boundary marked.
+KEPT_COLOR = "#dc143c"  # crimson: the kept model's star on the curves, unlike any line colour there
+
+
+def training_curves(history: dict, path: str, kept: typing.Optional[typing.Tuple[int, int]] = None) -> dict:
+    """Accuracy and loss of both stages on one epoch axis, the stage boundary and the kept epoch marked.
 
     Args:
         history: `{"stage1": {"accuracy": [...], "val_accuracy": [...], ...}, "stage2": {...}}`.
         path: the PNG to write.
+        kept: `(stage, epoch)` of the weights the run kept (epoch counted from 1 within its stage),
+            starred on the validation curves; `None` draws no star.
+
+    Returns:
+        The numbers drawn; `kept` (when given and within the history) holds the kept epoch's position on
+        the shared axis, its validation values and the star's centre in PNG pixels (origin top left).
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -49,8 +66,12 @@ def training_curves(history: dict, path: str) -> dict:
     n1 = max((len(v) for v in s1.values()), default=0)
     n2 = max((len(v) for v in s2.values()), default=0)
     data = {"epochs": list(range(1, n1 + n2 + 1)), "stage": [1] * n1 + [2] * n2,
-            "boundary": n1 + 0.5 if n1 and n2 else None, "series": {}}
+            "boundary": n1 + 0.5 if n1 and n2 else None, "series": {}, "kept": None}
+    if kept and 1 <= kept[1] <= (n1 if kept[0] == 1 else n2):
+        data["kept"] = {"stage": int(kept[0]), "epoch": int(kept[1]),
+                        "index": int(kept[1] + (n1 if kept[0] == 2 else 0)), "values": {}, "marker_px": {}}
     fig = _figure(11, 4.2)
+    axes = {}
     for col, metric in enumerate(("accuracy", "loss")):
         ax = fig.add_subplot(1, 2, col + 1)
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
@@ -65,6 +86,14 @@ def training_curves(history: dict, path: str) -> dict:
             ax.axvline(data["boundary"], color="grey", linestyle=":", linewidth=1.5)
             ax.text(data["boundary"], 1.0, " stage 2 (fine-tuning) ", transform=ax.get_xaxis_transform(),
                     ha="left", va="top", fontsize=8, color="dimgrey")
+        k = data["kept"]
+        value = data["series"][f"val_{metric}"][k["index"] - 1] if k else None
+        if value is not None:
+            k["values"][f"val_{metric}"] = value
+            ax.plot([k["index"]], [value], linestyle="none", marker="*", markersize=16, color=KEPT_COLOR,
+                    markeredgecolor="white", markeredgewidth=0.8, zorder=5,
+                    label=f"kept: stage {k['stage']}, epoch {k['epoch']}")
+            axes[metric] = ax
         ax.set_title(metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (stage 1, then stage 2)")
@@ -73,6 +102,12 @@ def training_curves(history: dict, path: str) -> dict:
             ax.legend(loc="best", fontsize=8)
     fig.suptitle("Training curves")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.86, wspace=0.2)
+    if axes:
+        fig.canvas.draw()
+        height = fig.canvas.get_width_height()[1]
+        for metric, ax in axes.items():
+            x, y = ax.transData.transform((data["kept"]["index"], data["kept"]["values"][f"val_{metric}"]))
+            data["kept"]["marker_px"][metric] = [float(x), float(height - y)]
     data["image"] = _save(fig, path)
     return data
 
@@ -118,21 +153,144 @@ def confusion_matrix(matrix, class_names: typing.Sequence[str], path: str, title
             "cell_size_px": float(cell), "image": _save(fig, path)}
 
 
-def image_grid(images: typing.Sequence[np.ndarray], titles: typing.Sequence[str], path: str,
-               title: str = "", columns: int = 4) -> dict:
-    """A grid of uint8 RGB images with a caption under each."""
-    rows = max(1, math.ceil(len(images) / columns))
-    height = 2.7 * rows + 0.6
-    fig = _figure(2.4 * columns, height)
-    for k, (image, caption) in enumerate(zip(images, titles)):
-        ax = fig.add_subplot(rows, columns, k + 1)
-        ax.imshow(np.asarray(image, dtype=np.uint8))
-        ax.set_title(caption, fontsize=9)
-        ax.axis("off")
+THUMBNAIL = 160  # px: the side of a thumbnail's square cell in the grid of mistakes
+GRID_BACKGROUND = (236, 236, 236)  # the letterbox bars around a thumbnail that is not square (a grey)
+PNG_BUDGET = 290_000  # bytes: a grid that comes out larger is drawn again with smaller thumbnails
+
+
+def fit_within(image, box: int) -> np.ndarray:
+    """A uint8 RGB copy of `image` (H x W x 1/3/4 array) scaled to fit in `box` x `box`, proportions kept."""
+    from PIL import Image
+
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    pil = Image.fromarray(array).convert("RGB")
+    scale = min(box / pil.width, box / pil.height)
+    size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+    if size != pil.size:
+        pil = pil.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(pil)
+
+
+def _font(size: int):
+    import os
+
+    import matplotlib
+    from PIL import ImageFont
+
+    try:  # matplotlib ships DejaVu Sans: the same face as the other figures, on every machine
+        return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"), size)
+    except OSError:
+        return ImageFont.load_default(size)
+
+
+def _fit_text(draw, text: str, font, width: float) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "\u2026", font=font) > width:
+        text = text[:-1]
+    return text + "\u2026"
+
+
+def _palette_png(page, photos, dither: bool) -> bytes:
+    """The grid as an 8-bit palette PNG: the grey `page` (text, bars) mapped exactly onto 16 greys and the
+    letterbox grey; the `photos` (`(RGB image, (x, y))`) over 239 colours chosen for them.
+
+    Each photo is quantized on its own (dithered or not) and pasted by palette index, so the white page,
+    the captions and the bars carry no dithering noise and keep their exact colours.
+    """
+    import io
+
+    from PIL import Image
+
+    strip = Image.new("RGB", (sum(p.width for p, _ in photos), max(p.height for p, _ in photos)))
+    x = 0
+    for p, _ in photos:
+        strip.paste(p, (x, 0))
+        x += p.width
+    colours = strip.quantize(colors=239, method=Image.Quantize.MEDIANCUT).getpalette()[: 3 * 239]
+    colours += [0] * (3 * 239 - len(colours))
+    greys = list(range(0, 256, 17)) + [GRID_BACKGROUND[0]]
+    colours += [v for grey in greys for v in (grey, grey, grey)]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(colours)
+    # Each grey level of the page -> the palette index of the nearest of `greys`.
+    nearest = np.abs(np.arange(256)[:, None] - np.array(greys)[None, :]).argmin(axis=1)
+    indexed = Image.fromarray((239 + nearest).astype(np.uint8)[np.asarray(page)])
+    indexed.putpalette(colours)  # mode L -> P: the page's pixels are already palette indices
+    for photo, position in photos:
+        indexed.paste(photo.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG if dither
+                                     else Image.Dither.NONE), position)
+    out = io.BytesIO()
+    indexed.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def thumbnail_grid(images: typing.Sequence[np.ndarray], captions: typing.Sequence[str], path: str,
+                   title: str = "", box: int = THUMBNAIL, columns: typing.Optional[int] = None,
+                   budget: int = PNG_BUDGET) -> dict:
+    """A grid of photos, each letterboxed into a `box`-pixel square cell, with a caption (lines split on \\n).
+
+    The PNG has a 256-colour palette (a third of the RGB file's size, no visible difference at thumbnail
+    size). If it still comes out over `budget` bytes (many or very detailed photos), it is drawn again
+    without dithering, then with cells made smaller in proportion, down to 48 px.
+
+    Returns:
+        `image` (file, width, height), `box` (the cell side used), `background` (the letterbox colour) and
+        `cells`: where each photo's pixels are in the PNG (`x`, `y`, `width`, `height`; origin top left),
+        so that a test can check the proportions and the bars.
+    """
+    from tfl.runs import atomic_path
+
+    while True:
+        page, cells, photos = _draw_grid(images, captions, title, box, columns)
+        png = _palette_png(page, photos, dither=True)
+        if budget < len(png) < 1.3 * budget:  # without dithering: 10-20% smaller on photos
+            png = _palette_png(page, photos, dither=False)
+        if len(png) <= budget or box <= 48:
+            break
+        # The PNG grows with the photos' area, so with the square of the cell side.
+        box = max(48, min(int(box * 0.9), int(box * math.sqrt(budget / len(png)) * 0.95)))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(png)
+    return {"image": _image_info(path, *page.size), "box": box, "background": list(GRID_BACKGROUND),
+            "cells": cells}
+
+
+def _draw_grid(images, captions, title, box, columns):
+    from PIL import Image, ImageDraw
+
+    n = len(images)
+    columns = columns or min(n, max(4, math.ceil(math.sqrt(n))), 8) or 1
+    rows = max(1, math.ceil(n / columns))
+    pad, gap, line = 12, 14, 15
+    caption_lines = max((c.count("\n") + 1 for c in captions), default=1)
+    title_h = 30 if title else 0
+    cell_w, cell_h = max(box, 130), box + 4 + caption_lines * line  # captions need ~130 px
+    width = 2 * pad + columns * cell_w + (columns - 1) * gap
+    height = 2 * pad + title_h + rows * cell_h + (rows - 1) * gap
+    page = Image.new("L", (width, height), 255)  # white; the photos are pasted over it in _palette_png
+    draw = ImageDraw.Draw(page)
+    font, title_font = _font(11), _font(14)
     if title:
-        fig.suptitle(title)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / height, hspace=0.45)
-    return {"image": _save(fig, path)}
+        draw.text((width / 2, pad), _fit_text(draw, title, title_font, width - 2 * pad), fill=0,
+                  font=title_font, anchor="mt")
+    cells, photos = [], []
+    for k, (image, caption) in enumerate(zip(images, captions)):
+        x0 = pad + (k % columns) * (cell_w + gap) + (cell_w - box) // 2
+        y0 = pad + title_h + (k // columns) * (cell_h + gap)
+        thumb = Image.fromarray(fit_within(image, box))
+        draw.rectangle((x0, y0, x0 + box - 1, y0 + box - 1), fill=GRID_BACKGROUND[0])
+        x, y = x0 + (box - thumb.width) // 2, y0 + (box - thumb.height) // 2
+        cells.append({"x": x, "y": y, "width": thumb.width, "height": thumb.height})
+        photos.append((thumb, (x, y)))
+        for j, text in enumerate(caption.split("\n")):
+            draw.text((x0 + box / 2, y0 + box + 4 + j * line), _fit_text(draw, text, font, cell_w + gap - 2),
+                      fill=0, font=font, anchor="mt")
+    return page, cells, photos
 
 
 def is_numeric(values) -> bool:

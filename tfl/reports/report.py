@@ -1,12 +1,16 @@
 """Reports people can look at: one offline HTML page with PNG figures.
 
 A run's report (`RUN/report/index.html`, written at the end of every
-training and by `tfl report RUN`) shows the training curves of both stages,
-the confusion matrix, per-class precision/recall/F1, the most confident
-mistakes and the hyperparameters. A tuning search gets a page with its
-trials and their score against each hyperparameter. Every image has the
-numbers it shows in a JSON file beside it (`confusion_matrix.json` beside
+training and by `tfl report RUN`) shows the training curves of both stages
+(the kept epoch starred), the confusion matrix, per-class
+precision/recall/F1, the most confident mistakes (as thumbnails with the
+photos' proportions, and how many of all the mistakes they are) and the
+hyperparameters. A tuning search gets a page with its trials and their
+score against each hyperparameter. Every image has the numbers it shows in
+a JSON file beside it (`confusion_matrix.json` beside
 `confusion_matrix.png`, ...), and the page loads nothing from the network.
+Every PNG stays under 300 KB and the page fits a 1200 px window
+(tests/test_report_browser.py checks both in Chromium).
 """
 
 from __future__ import annotations
@@ -21,9 +25,8 @@ import typing
 import numpy as np
 
 from tfl.errors import UsageError
+from tfl.reports import MAX_MISTAKES
 from tfl.runs import RunFolder, atomic_write_json, atomic_write_text, read_json
-
-MAX_MISTAKES = 16
 
 
 def report(run_dir: str, out_dir: typing.Optional[str] = None, *, data: typing.Optional[str] = None,
@@ -79,29 +82,38 @@ def report(run_dir: str, out_dir: typing.Optional[str] = None, *, data: typing.O
     metrics.update(split=split, data=source)
     atomic_write_json(os.path.join(out_dir, "evaluation.json"), metrics)
 
-    curves = _plots.training_curves(_history(run), os.path.join(out_dir, "training_curves.png"))
+    run_metrics = run.read_metrics()
+    curves = _plots.training_curves(_history(run), os.path.join(out_dir, "training_curves.png"),
+                                    kept=_kept_epoch(run_metrics))
     atomic_write_json(os.path.join(out_dir, "training_curves.json"), curves)
     confusion = _plots.confusion_matrix(metrics["confusion_matrix"], class_names,
                                         os.path.join(out_dir, "confusion_matrix.png"),
                                         title=f"Confusion matrix ({split}, {len(labels)} images)")
     confusion.update(split=split, data=source, accuracy=metrics["accuracy"])
     atomic_write_json(os.path.join(out_dir, "confusion_matrix.json"), confusion)
-    mistakes = _mistakes(probs, labels, class_names, chosen, size, max_mistakes)
+    num_errors = int((probs.argmax(1) != labels).sum())  # the confusion matrix's off-diagonal total
+    mistakes = _mistakes(probs, labels, class_names, chosen, max_mistakes)
     grid = None
     if mistakes:
-        grid = _plots.image_grid([m.pop("pixels") for m in mistakes],
-                                 [f"true: {m['true']}\npredicted: {m['predicted']} ({m['confidence']:.2f})"
-                                  for m in mistakes],
-                                 os.path.join(out_dir, "mistakes.png"), title="Most confident mistakes")
+        shown = (f"all {num_errors} mistakes" if len(mistakes) == num_errors else
+                 f"the {len(mistakes)} most confident of {num_errors} mistakes")
+        grid = _plots.thumbnail_grid(
+            [m.pop("pixels") for m in mistakes],
+            [f"{k}. true: {m['true']}\npredicted: {m['predicted']} ({m['confidence']:.2f})"
+             for k, m in enumerate(mistakes, 1)],
+            os.path.join(out_dir, "mistakes.png"),
+            title=f"{shown[0].upper()}{shown[1:]} ({split}, {len(labels)} images)")
     elif os.path.exists(os.path.join(out_dir, "mistakes.png")):
         os.remove(os.path.join(out_dir, "mistakes.png"))  # a stale grid of an earlier report
     atomic_write_json(os.path.join(out_dir, "mistakes.json"),
-                      {"split": split, "num_errors": int((probs.argmax(1) != labels).sum()),
-                       "mistakes": mistakes, "image": grid["image"] if grid else None})
+                      {"split": split, "num_images": int(len(labels)), "num_errors": num_errors,
+                       "num_shown": len(mistakes), "mistakes": mistakes, "image": grid["image"] if grid else None,
+                       "box": grid["box"] if grid else None, "cells": grid["cells"] if grid else [],
+                       "background": grid["background"] if grid else None})
     hyper = _flatten(cfg.to_dict())
     atomic_write_json(os.path.join(out_dir, "hyperparameters.json"), hyper)
 
-    page = _run_page(run_dir, source, split, run.read_metrics(), metrics, curves, confusion,
+    page = _run_page(run_dir, source, split, run_metrics, metrics, num_errors, curves, confusion,
                      mistakes, grid, hyper)
     path = os.path.join(out_dir, "index.html")
     atomic_write_text(path, page)
@@ -126,6 +138,13 @@ def _model_and_split(run, cfg, class_names, data, split, model, image_data):
     return model, chosen, cfg.data.source
 
 
+def _kept_epoch(run_metrics: dict) -> typing.Optional[typing.Tuple[int, int]]:
+    """(stage, epoch within it) of the weights the run kept, from metrics.json; None when unknown."""
+    stage = run_metrics.get("best_stage")
+    epoch = (run_metrics.get(f"stage{stage}") or {}).get("best_epoch") if stage in (1, 2) else None
+    return (int(stage), int(epoch)) if epoch else None
+
+
 def _history(run: RunFolder) -> dict:
     history = run.read_history()
     if history:
@@ -135,42 +154,49 @@ def _history(run: RunFolder) -> dict:
     return {k: (state.get(k) or {}).get("history", {}) for k in ("stage1", "stage2")}
 
 
-def _mistakes(probs, labels, class_names, split, size: int, limit: int) -> list:
-    """The `limit` wrong predictions with the highest confidence, with their pixels."""
+def _mistakes(probs, labels, class_names, split, limit: int) -> list:
+    """The `limit` wrong predictions with the highest confidence, with a thumbnail of each photo."""
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != labels)
     order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
     if not len(order):
         return []
-    pixels = _load_images(split, [int(i) for i in order], size)
+    photos = _load_images(split, [int(i) for i in order])
     out = []
     for i in order:
         i = int(i)
+        thumbnail, (height, width) = photos[i]
         entry = {"index": i, "true": class_names[labels[i]], "predicted": class_names[pred[i]],
                  "confidence": float(probs[i, pred[i]]), "true_probability": float(probs[i, labels[i]]),
-                 "pixels": pixels[i]}
+                 "image_width": width, "image_height": height, "pixels": thumbnail}
         if split.paths:
             entry["path"] = split.paths[i]
         out.append(entry)
     return out
 
 
-def _load_images(split, indices: typing.List[int], size: int) -> dict:
-    """index -> uint8 RGB image as the model saw it (same decode and resize)."""
+def _load_images(split, indices: typing.List[int]) -> dict:
+    """index -> (uint8 RGB thumbnail with the photo's proportions, the photo's (height, width)).
+
+    The photo is decoded as training decodes it (first GIF frame, grey and alpha to RGB), not resized to
+    the model's square input: the thumbnail shows it as it was taken.
+    """
     import tensorflow as tf
 
-    from tfl.data.loading import decode_image, resize_image
+    from tfl.data.loading import decode_image
+    from tfl.reports import _plots
 
     def prepared(image):
-        return resize_image(image, size).numpy().round().astype(np.uint8)
+        image = np.asarray(image)
+        return _plots.fit_within(image, _plots.THUMBNAIL), tuple(int(d) for d in image.shape[:2])
 
     if split.paths:
-        return {i: prepared(decode_image(tf.io.read_file(split.paths[i]))) for i in indices}
+        return {i: prepared(decode_image(tf.io.read_file(split.paths[i])).numpy()) for i in indices}
     wanted, last, out = set(indices), max(indices), {}
     # tfds splits have no paths: walk the split in order, stopping after the last wanted image.
     for i, (image, _) in enumerate(split.raw()):
         if i in wanted:
-            out[i] = prepared(image)
+            out[i] = prepared(image.numpy())
         if i >= last:
             break
     return out
@@ -271,11 +297,17 @@ def report_search(trials: typing.Sequence[dict], out_dir: str, *, objective: str
 
 
 # -- HTML -----------------------------------------------------------------------------------
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1200px;color:#222;padding:0 1em}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee}
-.muted{color:#777;font-size:.9em}tr.best td{background:#fff6d6}code{background:#f4f4f4;padding:1px 4px}"""
+# The page never scrolls sideways: boxes include their padding, images shrink to the column (keeping their
+# proportions: height follows width), long words (paths, JSON values) break anywhere, and a table still too
+# wide (a search with many hyperparameters) scrolls inside its own box.
+_CSS = """*,*::before,*::after{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;
+color:#222;padding:1em 1.5em}h1{font-size:1.6em;overflow-wrap:anywhere}h2{margin-top:2em;border-bottom:1px solid #ddd}
+.scroll{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ddd;padding:4px 10px;text-align:right;overflow-wrap:anywhere}th{background:#f4f4f4}
+td.l,th.l{text-align:left}img{display:block;max-width:100%;height:auto;outline:1px solid #eee}
+.muted{color:#777;font-size:.9em}tr.best td{background:#fff6d6}code{background:#f4f4f4;padding:1px 4px}
+.kept{color:#dc143c}"""
 
 
 def _e(x) -> str:
@@ -290,53 +322,82 @@ def _img(info, alt: str) -> str:
     return f'<img src="{_e(info["file"])}" width="{info["width"]}" height="{info["height"]}" alt="{_e(alt)}">'
 
 
+def _table(rows: typing.Iterable[str]) -> str:
+    return '<div class="scroll"><table>' + "".join(rows) + "</table></div>"
+
+
 def _page(title: str, body: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n<h1>{_e(title)}</h1>\n"
             f'<p class="muted">written by tfl on {stamp}; the numbers behind each image are in the JSON '
             f"file of the same name</p>\n{body}\n</body></html>\n")
 
 
-def _run_page(run_dir, source, split, run_metrics, metrics, curves, confusion, mistakes, grid, hyper) -> str:
+def _shown_path(path: str, source: str) -> str:
+    """A mistake's file as the page shows it: relative to a folder: source's root (the full path in JSON)."""
+    if source.startswith("folder:"):
+        rel = os.path.relpath(path, source[len("folder:"):])
+        if not rel.startswith(".."):
+            return rel
+    return path
+
+
+def _run_page(run_dir, source, split, run_metrics, metrics, num_errors, curves, confusion, mistakes, grid,
+              hyper) -> str:
     s1, s2 = run_metrics.get("stage1") or {}, run_metrics.get("stage2") or {}
-    parts = ["<h2>Summary</h2><table>",
-             "<tr><th class=l>data</th><td class=l>" + _e(source) + "</td></tr>",
-             f"<tr><th class=l>stage 1 (head) best val_accuracy</th><td>{_num(s1.get('val_accuracy'))}</td></tr>",
-             "<tr><th class=l>stage 2 (fine-tuning) best val_accuracy</th>"
-             f"<td>{_num(s2.get('val_accuracy'))}</td></tr>",
-             f"<tr><th class=l>stage kept</th><td>{_e(run_metrics.get('best_stage', '—'))}</td></tr>",
-             f"<tr><th class=l>{_e(split)} accuracy of the kept model</th><td>{_num(metrics['accuracy'])} "
-             f"({metrics['num_images']} images)</td></tr>",
-             f"<tr><th class=l>{_e(split)} loss</th><td>{_num(metrics['loss'])}</td></tr></table>",
-             "<h2>Training curves</h2>", _img(curves["image"], "training curves"),
-             '<p class="muted">epochs of stage 1 (head on the frozen backbone) then stage 2 (fine-tuning); '
-             "the dotted line marks the start of stage 2.</p>",
-             "<h2>Confusion matrix</h2>", _img(confusion["image"], "confusion matrix"),
-             "<h2>Per-class precision, recall and F1</h2><table><tr><th class=l>class</th><th>precision</th>"
-             "<th>recall</th><th>F1</th><th>support</th></tr>"]
+    kept = curves.get("kept")
+    kept_text = (f"{_e(run_metrics.get('best_stage', '—'))}" if not kept else
+                 f"{kept['stage']} (its epoch {kept['epoch']} of "
+                 f"{(s1 if kept['stage'] == 1 else s2).get('epochs', '?')}, epoch {kept['index']} on the curves)")
+    n = metrics["num_images"]
+    parts = ["<h2>Summary</h2>", _table([
+        "<tr><th class=l>data</th><td class=l>" + _e(source) + "</td></tr>",
+        f"<tr><th class=l>stage 1 (head) best val_accuracy</th><td>{_num(s1.get('val_accuracy'))}</td></tr>",
+        f"<tr><th class=l>stage 2 (fine-tuning) best val_accuracy</th><td>{_num(s2.get('val_accuracy'))}</td></tr>",
+        f"<tr><th class=l>stage kept</th><td>{kept_text}</td></tr>",
+        f"<tr><th class=l>{_e(split)} accuracy of the kept model</th><td>{_num(metrics['accuracy'])} "
+        f"({n} images)</td></tr>",
+        f"<tr><th class=l>{_e(split)} mistakes</th><td>{num_errors} of {n}</td></tr>",
+        f"<tr><th class=l>{_e(split)} loss</th><td>{_num(metrics['loss'])}</td></tr>"])]
+    parts += ["<h2>Training curves</h2>", _img(curves["image"], "training curves"),
+              '<p class="muted">epochs of stage 1 (head on the frozen backbone) then stage 2 (fine-tuning); '
+              "the dotted line marks the start of stage 2"
+              + (f'; <span class="kept">&#9733;</span> marks the kept model: stage {kept["stage"]}, epoch '
+                 f'{kept["epoch"]} (validation values of the weights the run keeps)' if kept else "")
+              + ".</p>",
+              "<h2>Confusion matrix</h2>", _img(confusion["image"], "confusion matrix"),
+              "<h2>Per-class precision, recall and F1</h2>"]
+    rows = ["<tr><th class=l>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"]
     for name in metrics["class_names"]:
         c = metrics["per_class"][name]
-        parts.append(f"<tr><td class=l>{_e(name)}</td><td>{_num(c['precision'])}</td><td>{_num(c['recall'])}</td>"
-                     f"<td>{_num(c['f1'])}</td><td>{c['support']}</td></tr>")
-    parts.append("</table><h2>Most confident mistakes</h2>")
+        rows.append(f"<tr><td class=l>{_e(name)}</td><td>{_num(c['precision'])}</td><td>{_num(c['recall'])}</td>"
+                    f"<td>{_num(c['f1'])}</td><td>{c['support']}</td></tr>")
+    parts += [_table(rows), "<h2>Most confident mistakes</h2>"]
     if grid:
-        parts.append(_img(grid["image"], "most confident mistakes"))
-        parts.append("<table><tr><th class=l>image</th><th class=l>true</th><th class=l>predicted</th>"
-                     "<th>confidence</th><th>p(true)</th></tr>")
-        for m in mistakes:
-            parts.append(f"<tr><td class=l>{_e(m.get('path', '#' + str(m['index'])))}</td><td class=l>{_e(m['true'])}"
-                         f"</td><td class=l>{_e(m['predicted'])}</td><td>{_num(m['confidence'], 3)}</td>"
-                         f"<td>{_num(m['true_probability'], 3)}</td></tr>")
-        parts.append("</table>")
+        count = (f"All {num_errors} mistakes on the {_e(split)} split ({n} images), most confident first"
+                 if len(mistakes) == num_errors else
+                 f"{len(mistakes)} of {num_errors} mistakes on the {_e(split)} split ({n} images): the most "
+                 f"confident (tfl report --mistakes N shows more)")
+        parts += [f'<p id="mistakes-count">{count}. Thumbnails keep the photos\' proportions.</p>',
+                  _img(grid["image"], "most confident mistakes")]
+        rows = ["<tr><th>#</th><th class=l>image</th><th class=l>true</th><th class=l>predicted</th>"
+                "<th>confidence</th><th>p(true)</th></tr>"]
+        for k, m in enumerate(mistakes, 1):
+            where = _shown_path(m["path"], source) if m.get("path") else f"#{m['index']}"
+            rows.append(f"<tr><td>{k}</td><td class=l>{_e(where)}</td><td class=l>{_e(m['true'])}</td>"
+                        f"<td class=l>{_e(m['predicted'])}</td><td>{_num(m['confidence'], 3)}</td>"
+                        f"<td>{_num(m['true_probability'], 3)}</td></tr>")
+        parts.append(_table(rows))
     else:
-        errors = metrics["num_images"] - round(metrics["accuracy"] * metrics["num_images"])
-        parts.append(f"<p>No mistakes on the {_e(split)} split.</p>" if not errors else
-                     f"<p>{errors} mistakes on the {_e(split)} split (none drawn: --mistakes 0).</p>")
-    parts.append("<h2>Hyperparameters</h2><table>")
-    for k, v in hyper.items():
-        parts.append(f"<tr><th class=l>{_e(k)}</th><td class=l><code>{_e(json.dumps(v))}</code></td></tr>")
-    parts.append("</table>")
+        parts.append(f'<p id="mistakes-count">No mistakes on the {_e(split)} split ({n} images).</p>'
+                     if not num_errors else
+                     f'<p id="mistakes-count">{num_errors} mistakes on the {_e(split)} split ({n} images); '
+                     "none drawn (--mistakes 0).</p>")
+    parts.append("<h2>Hyperparameters</h2>")
+    parts.append(_table(f"<tr><th class=l>{_e(k)}</th><td class=l><code>{_e(json.dumps(v))}</code></td></tr>"
+                        for k, v in hyper.items()))
     return _page(f"tfl report: {run_dir}", "\n".join(parts))
 
 
@@ -351,7 +412,7 @@ def _search_page(title, objective, ranked, names, best, plot, best_link) -> str:
         parts.append("<p>No trial has a score yet.</p>")
     if plot:
         parts += [f"<h2>{_e(objective)} against each hyperparameter</h2>", _img(plot["image"], "search")]
-    parts.append("<h2>Trials (best first)</h2><table><tr><th>rank</th><th class=l>trial</th>"
+    parts.append('<h2>Trials (best first)</h2><div class="scroll"><table><tr><th>rank</th><th class=l>trial</th>'
                  f"<th>{_e(objective)}</th>" + "".join(f"<th class=l>{_e(n)}</th>" for n in names)
                  + "<th class=l>status</th></tr>")
     for rank, t in enumerate(ranked, 1):
@@ -359,5 +420,5 @@ def _search_page(title, objective, ranked, names, best, plot, best_link) -> str:
         cells = "".join(f"<td class=l>{_e(t['hyperparameters'].get(n, '—'))}</td>" for n in names)
         parts.append(f"<tr{cls}><td>{rank if t['score'] is not None else '—'}</td><td class=l>{_e(t['trial_id'])}"
                      f"</td><td>{_num(t['score'])}</td>{cells}<td class=l>{_e(t['status'])}</td></tr>")
-    parts.append("</table>")
+    parts.append("</table></div>")
     return _page(title, "\n".join(parts))
