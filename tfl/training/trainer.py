@@ -224,7 +224,9 @@ class Trainer:
         fixed = dataclasses.replace(stage_cfg, lr=min_lr, schedule="constant", warmup_epochs=0.0)
         steps = steps or (200 if plan.stage == 1 else 100)
         t = time.time()
-        self._compile(model, plan.stage, _optim.make_optimizer(fixed, 1))
+        with self.strategy.scope():  # the optimizer's variables must belong to the model's strategy
+            optimizer = _optim.make_optimizer(fixed, 1)
+        self._compile(model, plan.stage, optimizer)
         result = lr_finder.range_test(model, train_ds, min_lr=min_lr, max_lr=max_lr, steps=steps, method=method,
                                       stage=plan.stage)
         log.info(f"stage {plan.stage}: LR finder suggests {result.suggestion:.2e} ({method}; {len(result.lrs)} "
@@ -337,7 +339,9 @@ class Trainer:
         stage_cfg = self.config.stage1 if plan.stage == 1 else self.config.stage2
         state = _checkpoint.StageState(self.run, plan.stage)
         lr, groups = self._learning_rate(plan, state, model, train_ds)
-        self._compile(model, plan.stage, _optim.make_optimizer(stage_cfg, steps_per_epoch, groups=groups, lr=lr))
+        with self.strategy.scope():  # the optimizer's variables must belong to the model's strategy
+            optimizer = _optim.make_optimizer(stage_cfg, steps_per_epoch, groups=groups, lr=lr)
+        self._compile(model, plan.stage, optimizer)
         if state.done:
             state.restore_best(model)
             return state
