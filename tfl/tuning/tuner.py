@@ -20,7 +20,6 @@ metrics, which Keras Tuner averages. Work is reused between trials:
 
 from __future__ import annotations
 
-import collections
 import gc
 import hashlib
 import json
@@ -200,7 +199,6 @@ class TwoStageTuner(kt.Tuner):
                  verbose=0, callbacks=(), deadline=None):
         self.search_dir, self.data, self.verbose = search_dir, data, verbose
         self.callbacks, self.deadline = list(callbacks), deadline
-        self._caches, self._bottoms = collections.OrderedDict(), collections.OrderedDict()
         self.cut_short = set()
         self.trials_run = []
         super().__init__(oracle, hypermodel, distribution_strategy=strategy, directory=search_dir,
@@ -250,7 +248,6 @@ class TwoStageTuner(kt.Tuner):
         from tfl.training.trainer import Trainer
 
         t0 = time.time()
-        self._cfg = cfg  # the key of `_features`
         gradients = _compat.custom_gradient_names()
         resume = self._prepare(cfg, run_dir, continue_from)
         callbacks = list(self.callbacks)
@@ -258,8 +255,7 @@ class TwoStageTuner(kt.Tuner):
             callbacks.append(_deadline_callback(self.deadline, lambda: self.cut_short.add(trial_id)))
         try:
             trainer = Trainer(cfg, run_dir, resume=resume, overwrite=not resume, verbose=self.verbose,
-                              data=self.data, strategy=self.strategy, callbacks=callbacks, features=self._features,
-                              report=False)
+                              data=self.data, strategy=self.strategy, callbacks=callbacks, report=False)
             result = trainer.fit()
             kept = result.stage2 if result.best_stage == 2 else result.stage1
             out = {k: float(v) for k, v in kept.items() if k.startswith("val_")}
@@ -346,57 +342,6 @@ class TwoStageTuner(kt.Tuner):
             except (ValueError, OSError):
                 continue
         return None
-
-    def _features(self, model, data, image_size, batch_size, copies=1, seed=0):
-        """A `FeatureCache` factory for the Trainer that reuses features between trials.
-
-        The pooled features depend on the backbone, weights, size and
-        augmentation; the activations where stage 2's trainable layers begin
-        (kept when they fit in memory) depend on the unfreeze depth too, so
-        they are kept apart, and the copy handed to a trial points at a cut
-        of the trial's own model.
-        """
-        import contextlib
-        import copy
-
-        from tfl.models import backbones
-        from tfl.models import classifier as model_lib
-        from tfl.training import _frozen_bottom
-        from tfl.training import activations as features
-
-        cfg = self._cfg
-        with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
-            block_ids = backbones.block_ids(cfg.model.backbone, model_lib.backbone_of(model))
-            split = _frozen_bottom.stage2_split(model, cfg, block_ids)
-        key = feature_key(cfg, copies)
-        cut = (key, str(cfg.stage2.unfreeze)) if split is not None else None
-        cache = self._caches.get(key)
-        if cache is None:
-            # Features too big for memory go to DIR/features, where other trials (and workers) find them.
-            cache = features.FeatureCache(model, data, image_size, batch_size, copies=copies, seed=seed, split=split,
-                                          cache_dir=os.path.join(self.search_dir, "features"))
-            if cut is not None and cache.bottom is not None:
-                self._remember(self._bottoms, cut, cache.bottom, 2)
-            cache = copy.copy(cache)
-            cache.split = cache.bottom = None  # kept: the arrays, not this trial's model (the split's layers)
-            self._remember(self._caches, key, cache, 2)
-        else:
-            self._caches.move_to_end(key)
-            log.info("stage 1: reusing the backbone features of an earlier trial")
-        view = copy.copy(cache)
-        view.bottom = self._bottoms.get(cut) if cut is not None else None
-        if view.bottom is not None:
-            self._bottoms.move_to_end(cut)
-        view.split = split if view.bottom is not None else None  # without it, stage 2 computes its own
-        return view
-
-    @staticmethod
-    def _remember(store, key, value, size):
-        """LRU: a few entries only (they are the size of the features)."""
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > size:
-            store.popitem(last=False)
 
 
 def _deadline_callback(deadline, on_cut):
