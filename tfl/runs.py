@@ -9,6 +9,7 @@ or served::
       state.json         training progress, rewritten atomically each epoch
       history.json       per-stage metrics per epoch
       metrics.json       final validation metrics of both stages
+      thresholds.json    multi-label runs: each label's decision threshold, chosen on validation
       model.keras        the best model
       checkpoints/       per-stage weights and optimizer state (resume)
       logs/              TensorBoard logs
@@ -150,6 +151,7 @@ class RunFolder:
     state_path = property(lambda self: self._p("state.json"))
     history_path = property(lambda self: self._p("history.json"))
     metrics_path = property(lambda self: self._p("metrics.json"))
+    thresholds_path = property(lambda self: self._p("thresholds.json"))
     model_path = property(lambda self: self._p("model.keras"))
     checkpoint_dir = property(lambda self: self._p("checkpoints"))
     logs_dir = property(lambda self: self._p("logs"))
@@ -261,3 +263,10 @@ class RunFolder:
 
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_json(self.metrics_path, metrics)
+
+    def read_thresholds(self) -> dict:
+        """A multi-label run's `{"thresholds": {label: threshold}, ...}`; {} when it has none."""
+        return read_json(self.thresholds_path, default={})
+
+    def write_thresholds(self, thresholds: dict) -> None:
+        atomic_write_json(self.thresholds_path, thresholds)

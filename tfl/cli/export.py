@@ -19,8 +19,9 @@ from tfl.serving.tflite import MODES as TFLITE_MODES
 @click.option("--tflite", multiple=True, type=click.Choice(TFLITE_MODES),
               help="Also write a TFLite model of the tensor signature: float32, float16 or dynamic "
                    "(dynamic-range quantised); repeat for several.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              show_default=True, help="Multi-label models: probability from which a label is reported.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Multi-label models: probability from which every label is reported (default: each label's "
+                   "own threshold, chosen on validation when the run ended).")
 @click.option("--data", help="Data source of the verification images (default: the run's own data).")
 @click.option("--verify-images", type=click.IntRange(1), default=8, show_default=True,
               help="Validation images the reloaded SavedModel is checked on.")
@@ -30,8 +31,9 @@ def export(run, out, name, version, tflite, threshold, data, verify_images, as_j
 
     Signatures: serving_default (image_bytes: encoded JPEG/PNG/GIF/BMP),
     predict_images (float32 RGB 0..255) and predict_images_uint8; outputs
-    probabilities, label, label_id. labels.txt and tfl_export.json sit beside
-    saved_model.pb.
+    probabilities, label, label_id (multi-label models also label_mask and
+    labels, at each label's threshold). labels.txt and tfl_export.json sit
+    beside saved_model.pb.
 
     \b
     Example:

@@ -47,16 +47,35 @@ def _weights(ctx, param, value):
     return value
 
 
+def table_options(f):
+    """The options that say how to read a csv: table (shared by `tfl train`, `tfl tune` and `tfl check`)."""
+    f = click.option("--label-delimiter", metavar="CHAR",
+                     help="csv: separates several labels in one cell, e.g. ' ' for \"ants landscape\" "
+                          "(default: one label per cell; a file may also get several labels on several rows).")(f)
+    f = click.option("--split-column", metavar="NAME",
+                     help="csv: column saying train, val or test per row (default: a 'split' column if any, "
+                          "else 20% of the rows are held out, stratified).")(f)
+    f = click.option("--label-column", metavar="NAME",
+                     help="csv: column of the labels (default: label, labels, tags, class, ...); "
+                          "tfds: the label feature.")(f)
+    f = click.option("--path-column", metavar="NAME",
+                     help="csv: column of the image paths, relative to the CSV's folder unless absolute "
+                          "(default: path, file, filename, image, ...).")(f)
+    return f
+
+
 def data_options(f):
     """--data and the options that say how to read it."""
+    f = table_options(f)
     f = click.option("--no-download", is_flag=True, help="Never download a tfds dataset (fail if not prepared).")(f)
     f = click.option("--strict", is_flag=True, default=None,
                      help="Refuse the data if any image is unreadable (default: skip and report).")(f)
-    f = click.option("--val-split", help=("Validation split (folder name or tfds split); "
-        "default val/validation/test."))(f)
+    f = click.option("--val-split", help=("Validation split (folder name, csv split value such as test, or tfds "
+        "split); default val/validation/test."))(f)
     f = click.option("--data-dir", type=click.Path(file_okay=False), help="tfds data directory.")(f)
     f = click.option("--data", "data", metavar="SOURCE",
-                     help="folder:PATH (PATH/train/<class>/*.jpg and PATH/val/...) or tfds:NAME[/CONFIG].")(f)
+                     help="folder:PATH (PATH/train/<class>/*.jpg and PATH/val/...), csv:PATH (a table of "
+                          "image paths and labels) or tfds:NAME[/CONFIG].")(f)
     return f
 
 
@@ -93,8 +112,11 @@ def train_options(f):
         click.option("--augment/--no-augment", default=None, help=("Random flip/rotation/zoom in "
             "training (default on).")),
         click.option("--label-smoothing", type=click.FloatRange(0, 1), help="Label smoothing. Default 0."),
-        click.option("--class-weight", type=click.Choice(["balanced", "none"]), help="Weight classes by frequency."),
-        click.option("--multi-label", is_flag=True, default=None, help="Sigmoid outputs (multi-label)."),
+        click.option("--class-weight", type=click.Choice(["balanced", "none"]),
+                     help="Weight classes by frequency (multi-label: each label, present and absent)."),
+        click.option("--multi-label", is_flag=True, default=None,
+                     help="Several labels per image: sigmoid outputs, binary cross-entropy, a threshold per label "
+                          "chosen on validation."),
         click.option("--mixed-precision", is_flag=True, default=None, help="Mixed float16 (GPUs; off on CPU)."),
         click.option("--xla", "jit_compile", is_flag=True, default=None,
                      help="XLA compilation of the training step (slower on CPU; a stage 2 on images runs without it)."),
@@ -169,6 +191,10 @@ def train(config_file, out, resume_dir, overwrite, **opts):
         else:
             click.echo(f"{stage}: skipped")
     click.echo(f"kept stage {result.best_stage}: val_accuracy {result.val_accuracy:.4f}")
+    if result.validation:
+        v = result.validation
+        click.echo(f"multi-label, at the per-label thresholds chosen on validation: macro F1 {v['macro_f1']:.4f}  "
+                   f"micro F1 {v['micro_f1']:.4f}  mAP {v['map']:.4f}  exact match {v['accuracy']:.4f}")
     click.echo(f"run folder: {result.run_dir}")
 
 
@@ -179,7 +205,11 @@ def train(config_file, out, resume_dir, overwrite, **opts):
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate(run, data, split, batch_size, as_json):
-    """Score a run's model: accuracy, loss, per-class precision/recall/F1, confusion matrix."""
+    """Score a run's model: accuracy, loss, per-class precision/recall/F1, confusion matrix.
+
+    Multi-label models: per-label threshold, precision/recall/F1 and average
+    precision, micro and macro F1, mean average precision, exact match.
+    """
     quiet_tf()
     from tfl.serving.evaluation import evaluate as evaluate_run
     from tfl.serving.evaluation import format_metrics
@@ -196,9 +226,14 @@ def evaluate(run, data, split, batch_size, as_json):
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list: path, label, probability per image.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list: path, label, probability (multi-label: labels) per image.")
 def predict(run, inputs, batch_size, as_json):
-    """Label image files (folders walked recursively) with a run's model or a `tfl export` folder."""
+    """Label image files (folders walked recursively) with a run's model or a `tfl export` folder.
+
+    Prints a line per image: path, label, probability; a multi-label model
+    prints every label whose probability reaches its threshold, with it.
+    """
     quiet_tf()
     from tfl.serving.prediction import predict as predict_files
 
@@ -209,6 +244,9 @@ def predict(run, inputs, batch_size, as_json):
     for r in results:
         if "error" in r:
             click.echo(f"{r['path']}\tERROR\t{r['error']}")
+        elif "labels" in r:
+            over = ", ".join(f"{name} {p:.4f}" for name, p in r["labels"].items())
+            click.echo(f"{r['path']}\t{over or '(no label over its threshold)'}")
         else:
             click.echo(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}")
 
