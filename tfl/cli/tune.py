@@ -9,6 +9,7 @@ import click
 
 from tfl.cli._common import echo_json, fail, main, quiet_tf
 from tfl.cli.train import build_config, data_options, train_options
+from tfl.config import MONITORS
 
 
 def _list_params() -> None:
@@ -34,8 +35,10 @@ def _list_params() -> None:
 @click.option("--max-trials", type=click.IntRange(1), help="Most trials. Default 10.")
 @click.option("--executions-per-trial", type=click.IntRange(1), default=1, show_default=True,
               help="Runs per trial (different seeds), scores averaged.")
-@click.option("--objective", type=click.Choice(["val_accuracy", "val_loss"]), default="val_accuracy",
-              show_default=True, help="Validation metric of the model each trial keeps after stage 2.")
+@click.option("--objective", type=click.Choice(list(MONITORS)), default="val_accuracy",
+              show_default=True, help="Validation metric of the model each trial keeps after stage 2; "
+                                      "val_macro_f1, val_micro_f1 and val_map need --multi-label (scored at the "
+                                      "thresholds each trial chooses on validation).")
 @click.option("--max-time", metavar="DURATION", help="Time budget (900, 900s, 15m, 2h): then stop cleanly.")
 @click.option("--hyperband-factor", type=click.IntRange(2), default=3, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Search folder (default runs/tune-<time>).")
