@@ -163,3 +163,25 @@ def test_single_label_csv_trains_as_the_folder_does_on_the_same_split(hymenopter
     assert abs(scores["csv"]["accuracy"] - scores["folder"]["accuracy"]) <= 1 / 153 + 1e-9
     assert scores["csv"]["accuracy"] > 0.75
     assert np.abs(np.array(scores["csv"]["confusion_matrix"]) - scores["folder"]["confusion_matrix"]).sum() <= 2
+
+
+def test_a_run_trained_on_a_dataframe_keeps_its_rows_as_its_data_source(photos, tmp_path):
+    import pandas as pd
+
+    import tfl
+    from tfl.config import TrainConfig, apply_overrides
+    from tfl.runs import RunFolder
+
+    root, rows = photos
+    data = tfl.load_data(pd.DataFrame(rows, columns=["path", "label", "split"]), root=str(root))
+    cfg = apply_overrides(TrainConfig(), image_size=64, epochs=2, fine_tune_epochs=0)
+    result = tfl.Trainer(cfg, str(tmp_path / "run"), data=data, verbose=0, report=False).fit()
+    run = RunFolder(str(tmp_path / "run"))
+    assert run.read_config().data.source == f"csv:{tmp_path / 'run' / 'data.csv'}"
+    # tfl evaluate needs no --data: the run reads its own rows, in the same splits.
+    evaluated = tfl.evaluate(run.path)
+    assert evaluated["num_images"] == len(data.val) == 4
+    assert evaluated["accuracy"] == pytest.approx(result.val_accuracy, abs=1e-6)
+    reloaded = tfl.load_data(run.read_config().data)
+    assert reloaded.train.paths == [os.path.abspath(p) for p in data.train.paths]
+    assert reloaded.val.labels == data.val.labels

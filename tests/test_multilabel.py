@@ -22,6 +22,17 @@ from PIL import Image
 SIZE, EPOCHS, FINE_TUNE_EPOCHS = "128", "10", "3"
 
 
+def cli(*args):
+    """The real `tfl` command line in this process (TensorFlow is imported once for the module's calls)."""
+    from click.testing import CliRunner
+
+    from tfl.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def _photos(root):
     """(path, class, split) of a shared dataset, the val/ photos alternating between val and test."""
     out = []
@@ -66,7 +77,7 @@ def runs(tagged, tmp_path_factory):
 
 
 def _evaluate(run, split="test"):
-    return json.loads(run_tfl("evaluate", run, "--split", split, "--json").stdout)
+    return json.loads(cli("evaluate", run, "--split", split, "--json"))
 
 
 def _baseline(single_run, tags_csv, names):
@@ -171,7 +182,7 @@ def test_report_shows_the_multi_label_scores_and_a_pr_curve_per_label(runs):
 @pytest.mark.slow
 def test_exported_model_returns_several_labels_for_an_image_that_has_them(runs, tagged):
     exports = runs["out"] / "exports"
-    run_tfl("export", runs["multi"], "--out", str(exports), "--name", "tags")
+    cli("export", runs["multi"], "--out", str(exports), "--name", "tags")
     meta = json.load(open(exports / "tags" / "1" / "tfl_export.json"))
     thresholds = json.load(open(os.path.join(runs["multi"], "thresholds.json")))["thresholds"]
     assert meta["multi_label"] is True and meta["thresholds"] == pytest.approx(thresholds)
@@ -179,8 +190,8 @@ def test_exported_model_returns_several_labels_for_an_image_that_has_them(runs, 
     # Test photos of ants and bees that are wider than tall: two labels each.
     photos = [os.path.normpath(os.path.join(tagged["folder"], p)) for p, cls, extra, split in tagged["rows"]
               if split == "test" and cls in ("ants", "bees") and extra][:12]
-    served = json.loads(run_tfl("predict", str(exports / "tags"), *photos, "--json").stdout)
-    from_run = json.loads(run_tfl("predict", runs["multi"], *photos, "--json").stdout)
+    served = json.loads(cli("predict", str(exports / "tags"), *photos, "--json"))
+    from_run = json.loads(cli("predict", runs["multi"], *photos, "--json"))
     several = [r for r in served if len(r["labels"]) >= 2]
     assert len(several) >= len(photos) // 2, served
     for r, expected in zip(served, from_run):
@@ -200,7 +211,7 @@ def test_exported_model_returns_several_labels_for_an_image_that_has_them(runs, 
     for mask, r in zip(masks, served):
         assert {n for n, m in zip(meta["class_names"], mask) if m} == set(r["labels"])
     # The text output lists the labels with their probabilities.
-    text = run_tfl("predict", str(exports / "tags"), several[0]["path"]).stdout.strip()
+    text = cli("predict", str(exports / "tags"), several[0]["path"]).strip()
     assert text.startswith(several[0]["path"] + "\t") and "landscape 0." in text
 
 
@@ -256,7 +267,7 @@ def test_tune_on_val_map_scores_trials_at_their_chosen_thresholds(tagged, tmp_pa
         metrics = json.load(open(os.path.join(t["run_dir"], "metrics.json")))
         assert t["score"] == pytest.approx(metrics["validation"]["map"], abs=1e-9)
     assert trials[0]["score"] >= trials[1]["score"]
-    best = json.loads(run_tfl("evaluate", str(out / "best"), "--json").stdout)
+    best = json.loads(cli("evaluate", str(out / "best"), "--json"))
     assert best["map"] == pytest.approx(trials[0]["score"], abs=1e-6)
 
 
@@ -274,8 +285,9 @@ def _tfds_builder():
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            return self.dataset_info_from_configs(
-                features=tfds.features.FeaturesDict({
+            # DatasetInfo itself: dataset_info_from_configs reads metadata files beside a builder's package.
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({
                     "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
                     "labels": tfds.features.Sequence(tfds.features.ClassLabel(names=names)),
                     "flags": tfds.features.FeaturesDict({n: np.bool_ for n in names}),
@@ -314,13 +326,14 @@ def test_tfds_sequence_and_boolean_dict_labels_load_as_multi_label(hymenoptera, 
     data = tfl.load_data(source)
     expected = [tuple(int(n in tags) for n in ("ants", "bees", "landscape")) for _, tags in _TFDS_PHOTOS["train"]]
     assert data.multi_label and data.class_names == ["ants", "bees", "landscape"]
-    assert data.train.labels == expected and len(data.val) == 6
+    # tfds stores the examples in an order of its own: the same rows, and the batches follow the split's order.
+    assert sorted(data.train.labels) == sorted(expected) and len(data.val) == 6
     assert any(sum(row) == 2 for row in expected) and any(sum(row) == 1 for row in expected)
     x, y = next(iter(data.train.dataset(32, 12)))
-    assert x.shape == (12, 32, 32, 3) and y.numpy().tolist() == [list(r) for r in expected]
+    assert x.shape == (12, 32, 32, 3) and y.numpy().tolist() == [list(r) for r in data.train.labels]
     flags = tfl.load_data(DataConfig(source="tfds:tfl_test_tagged_photos", data_dir=str(tmp_path),
                                      label_column="flags", download=False))
-    assert flags.class_names == ["ants", "bees", "landscape"] and flags.train.labels == expected
+    assert flags.class_names == ["ants", "bees", "landscape"] and flags.train.labels == data.train.labels
     with pytest.raises(UsageError, match="label feature 'labels' gives each image several labels: train with "
                                          "--multi-label"):
         tfl.load_data(source, multi_label=False)

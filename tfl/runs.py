@@ -10,6 +10,7 @@ or served::
       history.json       per-stage metrics per epoch
       metrics.json       final validation metrics of both stages
       thresholds.json    multi-label runs: each label's decision threshold, chosen on validation
+      data.csv           runs trained on an in-memory table: its rows, the split of each (the run's data source)
       model.keras        the best model
       checkpoints/       per-stage weights and optimizer state (resume)
       logs/              TensorBoard logs
@@ -152,6 +153,7 @@ class RunFolder:
     history_path = property(lambda self: self._p("history.json"))
     metrics_path = property(lambda self: self._p("metrics.json"))
     thresholds_path = property(lambda self: self._p("thresholds.json"))
+    table_path = property(lambda self: self._p("data.csv"))
     model_path = property(lambda self: self._p("model.keras"))
     checkpoint_dir = property(lambda self: self._p("checkpoints"))
     logs_dir = property(lambda self: self._p("logs"))
@@ -165,6 +167,9 @@ class RunFolder:
 
     def exists(self) -> bool:
         return os.path.exists(self.config_path)
+
+    def exists_table(self) -> bool:
+        return os.path.exists(self.table_path)
 
     def is_trained(self) -> bool:
         return os.path.exists(self.model_path) and os.path.exists(self.class_names_path)

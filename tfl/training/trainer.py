@@ -141,6 +141,8 @@ class Trainer:
             raise UsageError(f"{self.data.source} gives images several labels: train with --multi-label")
         elif multi and not self.data.multi_label:
             self.data = data_lib.as_multi_label(self.data)
+        if self.data.source == "table" and not self.run.exists_table():
+            self._keep_table()
         log.info(self.data.describe())
         if loaded_here:  # a caller that passes its data (tuning) reports its problems once itself
             self._log_data_problems(spec)
@@ -162,6 +164,30 @@ class Trainer:
                 feature_dim=int(self.model.get_layer("pool").output.shape[-1]),
                 memory_budget=self.store.memory_budget, stage1_done=_checkpoint.StageState(self.run, 1).done,
                 stage2_inputs={"cut": "activations"}.get(resumed_inputs, resumed_inputs))
+
+    def _keep_table(self):
+        """Data from an in-memory table (`tfl.load_data(df)`): its rows become the run's `data.csv`.
+
+        The run's config then names that file as its source, so evaluation, reports, export and
+        `--resume` read the same images in the same splits as training did.
+        """
+        import csv
+
+        names = list(self.data.class_names)
+        delimiter = next(d for d in ("|", ";", "+", "/", "\t") if not any(d in n for n in names))
+        path = os.path.abspath(self.run.table_path)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "labels", "split"])
+            for name, split in (("train", self.data.train), ("val", self.data.val), ("test", self.data.test)):
+                for p, y in zip(split.paths, split.labels) if split is not None else ():
+                    labels = [names[y]] if isinstance(y, int) else [n for n, v in zip(names, y) if v]
+                    writer.writerow([os.path.abspath(p), delimiter.join(labels), name])
+        self.config.data = dataclasses.replace(self.config.data, source=f"csv:{path}", path_column="path",
+                                               label_column="labels", split_column="split",
+                                               label_delimiter=delimiter, val_split=None)
+        self.run.write_config(self.config)
+        log.info(f"the table's rows and splits are kept in {path}, the run's data source from now on")
 
     def _log_data_problems(self, spec, limit: int = 50):
         """One line per problem, the same lines as `tfl check` (training uses the good images)."""
