@@ -239,9 +239,9 @@ def _new_search(config, out, search, fix, tuner, max_trials, executions, objecti
         raise UsageError(str(e)) from None
     cfg.monitor = objective
     kind, _, path = cfg.data.source.partition(":")
-    if kind == "folder" and path:
+    if kind in ("folder", "csv") and path:
         # Absolute, so the trial runs and DIR/best work from any directory.
-        cfg.data.source = f"folder:{os.path.abspath(path)}"
+        cfg.data.source = f"{kind}:{os.path.abspath(path)}"
     try:
         config_lib.validate(cfg)
     except ValueError as e:
