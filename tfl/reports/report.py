@@ -428,8 +428,8 @@ def _multilabel_page(run_dir, source, split, run_metrics, metrics, curves, pr, m
            f"{_e(thresholds.get('rule', ''))}" if thresholds
            else "0.5 for every label (the run has no thresholds.json)")
     rows = [("data", _e(source)), ("labels", str(len(metrics["class_names"]))),
-            ("stage 1 (head) best val_macro_f1 at 0.5", _num(s1.get("val_macro_f1"))),
-            ("stage 2 (fine-tuning) best val_macro_f1 at 0.5", _num(s2.get("val_macro_f1"))),
+            ("stage 1 (head) val_macro_f1 at 0.5, at its kept epoch", _num(s1.get("val_macro_f1"))),
+            ("stage 2 (fine-tuning) val_macro_f1 at 0.5, at its kept epoch", _num(s2.get("val_macro_f1"))),
             ("stage kept", _e(run_metrics.get("best_stage", "—"))),
             (f"{_e(split)} macro F1", _num(metrics["macro_f1"])), (f"{_e(split)} micro F1", _num(metrics["micro_f1"])),
             (f"{_e(split)} mean average precision", _num(metrics["map"])),
