@@ -61,12 +61,21 @@ CASES = {
                                     {"TF_CONFIG": '{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", '
                                                   '"index": 2}}'}, "task index 2 is out of range"),
     "missing data folder": (["--data", "folder:/no/such/folder"], None, "no such folder"),
+    "missing csv file": (["--data", "csv:/no/such/labels.csv"], None, "--data csv:/no/such/labels.csv: no such file"),
+    "empty label delimiter": (["--label-delimiter", ""], None, "--label-delimiter ''"),
+    "multi-label monitor without --multi-label": (["--config", "MONITOR"], None,
+                                                  "val_map scores multi-label models: train with --multi-label"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_train_option_errors_are_one_line_before_tensorflow(case, data, tmp_path):
     args, env, expected = CASES[case]
+    if "MONITOR" in args:  # a config.json that monitors a multi-label metric (tfl tune sets it from --objective)
+        from tfl.config import TrainConfig
+
+        (tmp_path / "config.json").write_text(TrainConfig(monitor="val_map").to_json())
+        args = [str(tmp_path / "config.json") if a == "MONITOR" else a for a in args]
     out = tmp_path / "run"
     line, tf_imported, seconds = tfl_error("train", "--data", data, "--out", str(out), *args, env=env)
     assert expected in line

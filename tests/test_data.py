@@ -67,7 +67,7 @@ def test_corrupt_files_are_skipped_and_reported_or_refused_with_strict(hymenopte
 
 
 def test_bad_sources_give_one_line(tmp_path):
-    with pytest.raises(UsageError, match="folder:PATH or tfds:NAME"):
+    with pytest.raises(UsageError, match="folder:PATH, csv:PATH or tfds:NAME"):
         load_data("photos")
     with pytest.raises(UsageError, match="no such folder"):
         load_data(f"folder:{tmp_path / 'missing'}")

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
+# Validation metrics a run can monitor (and a search can use as its objective).
+MULTI_LABEL_METRICS = ("val_macro_f1", "val_micro_f1", "val_map")
+MONITORS = ("val_accuracy", "val_loss") + MULTI_LABEL_METRICS
 
 
 @dataclass
@@ -23,7 +26,8 @@ class DataConfig:
 
     Args:
         source: `folder:PATH` (class folders under `PATH/train` and
-            `PATH/val`, or directly under `PATH`) or `tfds:NAME[/CONFIG]`.
+            `PATH/val`, or directly under `PATH`), `csv:PATH` (a table of
+            image paths and labels) or `tfds:NAME[/CONFIG]`.
         data_dir: tfds data directory (prepared datasets live there).
         train_split: split used for training (tfds slicing allowed).
         val_split: validation split; `None` picks `val`/`validation`/`test`
@@ -31,8 +35,20 @@ class DataConfig:
         val_fraction: held-out fraction when there is no validation split.
         batch_size: global batch size.
         download: let tfds download a dataset that is not prepared.
-        strict: refuse the data when any image is unreadable instead of
-            skipping it.
+        strict: refuse the data when any image (or CSV row) is unusable
+            instead of skipping it.
+        path_column: CSV column of the image paths (relative to the CSV's
+            folder unless absolute); `None` finds one named `path`, `file`,
+            `filename`, `image`, ...
+        label_column: CSV column of the labels (`None`: `label`, `labels`,
+            `tags`, `class`, ...); for tfds, the feature holding the labels
+            (`None`: the dataset's supervised label, else `label`/`labels`).
+        split_column: CSV column saying `train`, `val` or `test` per row
+            (`None`: a column named `split` if there is one; without it
+            `val_fraction` of the rows is held out, stratified).
+        label_delimiter: separates several labels in one label cell
+            (`" "` for `"tag1 tag2"`); `None`: each cell is one label (a file
+            may still get several labels on several rows).
     """
 
     source: str = "tfds:tfl_shapes"
@@ -43,6 +59,10 @@ class DataConfig:
     batch_size: int = 32
     download: bool = True
     strict: bool = False
+    path_column: typing.Optional[str] = None
+    label_column: typing.Optional[str] = None
+    split_column: typing.Optional[str] = None
+    label_delimiter: typing.Optional[str] = None
 
 
 @dataclass
@@ -55,7 +75,8 @@ class HeadConfig:
         dense: sizes of hidden dense layers (empty: a linear head).
         activation: activation of the hidden layers.
         multi_label: sigmoid outputs and binary cross-entropy instead of
-            softmax.
+            softmax: each image may have several labels (or none above
+            its threshold).
     """
 
     pooling: str = "avg"
@@ -161,7 +182,9 @@ class TrainConfig:
         seed: random seed for data order, augmentation and initialisation.
         label_smoothing: label smoothing of the cross-entropy loss.
         class_weight: `None` or `balanced` (inverse class frequency).
-        monitor: validation metric for early stopping and model selection.
+        monitor: validation metric for early stopping and model selection
+            (`MONITORS`; `val_macro_f1`, `val_micro_f1` and `val_map` are
+            for multi-label heads).
         mixed_precision: train in mixed float16 (useful on GPUs only).
         jit_compile: XLA compilation (slower on CPUs).
         strategy: `default`, `mirrored`, `multiworker`, `tpu` or `auto`.
@@ -246,6 +269,16 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"batch size must be >= 1, got {cfg.data.batch_size}")
     if not 0 < cfg.data.val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
+    if cfg.monitor not in MONITORS:
+        raise ValueError(f"monitor '{cfg.monitor}' is not one of {', '.join(MONITORS)}")
+    if cfg.monitor in MULTI_LABEL_METRICS and not cfg.model.head.multi_label:
+        raise ValueError(f"{cfg.monitor} scores multi-label models: train with --multi-label, "
+                         "or use val_accuracy or val_loss")
+    if cfg.data.label_delimiter == "":
+        raise ValueError("--label-delimiter '': give the character between labels, e.g. ' ' or ';'")
+    columns = [c for c in (cfg.data.path_column, cfg.data.label_column, cfg.data.split_column) if c]
+    if len(set(columns)) < len(columns):
+        raise ValueError(f"--path-column, --label-column and --split-column must differ (got {', '.join(columns)})")
 
 
 def is_minimized(metric: str) -> bool:
@@ -393,6 +426,10 @@ OVERRIDES = {
     "batch_size": ("data", "batch_size"),
     "val_split": ("data", "val_split"),
     "strict": ("data", "strict"),
+    "path_column": ("data", "path_column"),
+    "label_column": ("data", "label_column"),
+    "split_column": ("data", "split_column"),
+    "label_delimiter": ("data", "label_delimiter"),
     "backbone": ("model", "backbone"),
     "weights": ("model", "weights"),
     "image_size": ("model", "image_size"),
@@ -415,7 +452,7 @@ OVERRIDES = {
 }
 
 
-SOURCE_KINDS = ("folder", "tfds")
+SOURCE_KINDS = ("folder", "csv", "tfds")
 
 
 def normalize_source(source: str) -> str:

@@ -9,6 +9,8 @@ or served::
       state.json         training progress, rewritten atomically each epoch
       history.json       per-stage metrics per epoch
       metrics.json       final validation metrics of both stages
+      thresholds.json    multi-label runs: each label's decision threshold, chosen on validation
+      data.csv           runs trained on an in-memory table: its rows, the split of each (the run's data source)
       model.keras        the best model
       checkpoints/       per-stage weights and optimizer state (resume)
       logs/              TensorBoard logs
@@ -150,6 +152,8 @@ class RunFolder:
     state_path = property(lambda self: self._p("state.json"))
     history_path = property(lambda self: self._p("history.json"))
     metrics_path = property(lambda self: self._p("metrics.json"))
+    thresholds_path = property(lambda self: self._p("thresholds.json"))
+    table_path = property(lambda self: self._p("data.csv"))
     model_path = property(lambda self: self._p("model.keras"))
     checkpoint_dir = property(lambda self: self._p("checkpoints"))
     logs_dir = property(lambda self: self._p("logs"))
@@ -163,6 +167,9 @@ class RunFolder:
 
     def exists(self) -> bool:
         return os.path.exists(self.config_path)
+
+    def exists_table(self) -> bool:
+        return os.path.exists(self.table_path)
 
     def is_trained(self) -> bool:
         return os.path.exists(self.model_path) and os.path.exists(self.class_names_path)
@@ -283,3 +290,10 @@ class RunFolder:
 
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_json(self.metrics_path, metrics)
+
+    def read_thresholds(self) -> dict:
+        """A multi-label run's `{"thresholds": {label: threshold}, ...}`; {} when it has none."""
+        return read_json(self.thresholds_path, default={})
+
+    def write_thresholds(self, thresholds: dict) -> None:
+        atomic_write_json(self.thresholds_path, thresholds)

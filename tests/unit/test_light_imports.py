@@ -12,7 +12,8 @@ from tfl._quiet_import import is_noise
 
 # Modules whose docstrings promise no TensorFlow at import time (and that the unit tests import).
 LIGHT = ("tfl", "tfl.cli", "tfl.config", "tfl.errors", "tfl.runs", "tfl.tuning.space", "tfl.models.backbones",
-         "tfl.data.images", "tfl.training.lr_finder", "tfl.training._discriminative", "tfl._quiet_import")
+         "tfl.data.images", "tfl.data.tables", "tfl.serving.evaluation", "tfl.training.lr_finder",
+         "tfl.training._discriminative", "tfl._quiet_import")
 HEAVY = ("tensorflow", "keras", "keras_tuner", "tensorflow_datasets", "matplotlib")
 
 

@@ -20,8 +20,9 @@ from tfl.serving.tflite import MODES as TFLITE_MODES
 @option("--tflite", multiple=True, type=click.Choice(TFLITE_MODES), default_text="none",
               help="Also write a TFLite model of the tensor signature: float32, float16 or dynamic "
                    "(dynamic-range quantised); repeat for several.")
-@option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              help="Multi-label models: probability from which a label is reported.")
+@option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default_text="each label's own threshold, chosen on validation when the run ended",
+        help="Multi-label models: probability from which every label is reported.")
 @option("--data", metavar="SOURCE", default_text="the run's own data",
         help="Data source of the validation images the export is verified on.")
 @option("--verify-images", type=click.IntRange(1), default=8,
@@ -32,8 +33,9 @@ def export(run, out, name, version, tflite, threshold, data, verify_images, as_j
 
     Signatures: serving_default (image_bytes: encoded JPEG/PNG/GIF/BMP),
     predict_images (float32 RGB 0..255) and predict_images_uint8; outputs
-    probabilities, label, label_id. labels.txt and tfl_export.json sit beside
-    saved_model.pb.
+    probabilities, label, label_id (multi-label models also label_mask and
+    labels, at each label's threshold). labels.txt and tfl_export.json sit
+    beside saved_model.pb.
 
     \b
     Example:

@@ -55,8 +55,8 @@ VAL_SPLIT_DEFAULT = f"a val or validation folder (tfds: validation, val or test)
 DATA_DIR_DEFAULT = "tfds's, ~/tensorflow_datasets"
 DATA_HELP = ("Where the images are. folder:PATH: class folders under PATH/train and PATH/val (optional "
              f"PATH/test), or directly under PATH (then a stratified {HOLD_OUT} is held out for validation); "
-             "an existing folder given without folder: is read as one. tfds:NAME[/CONFIG]: a "
-             "tensorflow-datasets dataset.")
+             "an existing folder given without folder: is read as one. csv:PATH: a table of image paths and "
+             "labels (see the --*-column options). tfds:NAME[/CONFIG]: a tensorflow-datasets dataset.")
 
 
 def shown(value) -> str:
@@ -82,16 +82,33 @@ def _lr_text(stage) -> str:
     return text + (", cosine decay to 0" if stage.schedule == "cosine" else ", constant")
 
 
+def table_options(f):
+    """The options that say how to read a csv: table (shared by `tfl train`, `tfl tune` and `tfl check`)."""
+    f = option("--label-delimiter", metavar="CHAR", default_text="none (one label per cell)",
+               help="csv: separates several labels in one cell, e.g. ' ' for \"ants landscape\" (a file may also "
+                    "get several labels on several rows).")(f)
+    f = option("--split-column", metavar="NAME",
+               default_text=f"a 'split' column if any, else {HOLD_OUT} of the rows held out, stratified",
+               help="csv: column saying train, val or test per row.")(f)
+    f = option("--label-column", metavar="NAME", default_text="label, labels, tags, class, ...",
+               help="csv: column of the labels; tfds: the label feature.")(f)
+    f = option("--path-column", metavar="NAME", default_text="path, file, filename, image, ...",
+               help="csv: column of the image paths, relative to the CSV's folder unless absolute.")(f)
+    return f
+
+
 def data_options(f=None, *, required_text="required unless --config or --resume gives it"):
     """--data and the options that say how to read it (`@data_options`, or `@data_options(required_text=...)`)."""
     if f is None:
         return lambda g: data_options(g, required_text=required_text)
+    f = table_options(f)
     f = option("--no-download", is_flag=True, help="Never download a tfds dataset (fail if it is not prepared).")(f)
     f = option("--strict", is_flag=True, default=None, default_text=f"{shown(DEFAULTS.data.strict)} (skip and report)",
                help="Refuse the data if any image is unreadable.")(f)
     f = option("--val-split", metavar="NAME",
                default_text=VAL_SPLIT_DEFAULT,
-               help="Validation split: a folder name under PATH, or a tfds split (slicing allowed: 'train[80%:]').")(f)
+               help="Validation split: a folder name under PATH, a csv split value (test), or a tfds split "
+                    "(slicing allowed: 'train[80%:]').")(f)
     f = option("--data-dir", type=click.Path(file_okay=False), default_text=DATA_DIR_DEFAULT,
                help="Where tfds datasets are prepared.")(f)
     f = option("--data", "data", metavar="SOURCE", help=DATA_HELP, required_text=required_text)(f)
@@ -144,9 +161,11 @@ def train_options(f):
         option("--label-smoothing", type=click.FloatRange(0, 1), default_text=shown(DEFAULTS.label_smoothing),
                help="Label smoothing of the cross-entropy loss."),
         option("--class-weight", type=click.Choice(["balanced", "none"]), default_text=shown(DEFAULTS.class_weight),
-               help="balanced: weight each class by its inverse frequency."),
+               help="balanced: weight each class by its inverse frequency (multi-label: each label, present and "
+                    "absent)."),
         option("--multi-label", is_flag=True, default=None, default_text=shown(head.multi_label),
-               help="Sigmoid outputs and binary cross-entropy (several labels per image)."),
+               help="Several labels per image: sigmoid outputs, binary cross-entropy, a threshold per label chosen "
+                    "on validation."),
         option("--mixed-precision", is_flag=True, default=None, default_text=shown(DEFAULTS.mixed_precision),
                help="Mixed float16 (for GPUs; about 4x slower on CPU)."),
         option("--xla", "jit_compile", is_flag=True, default=None, default_text=shown(DEFAULTS.jit_compile),
@@ -225,6 +244,10 @@ def train(config_file, out, resume_dir, overwrite, **opts):
         else:
             click.echo(f"{stage}: skipped")
     click.echo(f"kept stage {result.best_stage}: val_accuracy {result.val_accuracy:.4f}")
+    if result.validation:
+        v = result.validation
+        click.echo(f"multi-label, at the per-label thresholds chosen on validation: macro F1 {v['macro_f1']:.4f}  "
+                   f"micro F1 {v['micro_f1']:.4f}  mAP {v['map']:.4f}  exact match {v['accuracy']:.4f}")
     click.echo(f"run folder: {result.run_dir}")
 
 
@@ -239,7 +262,9 @@ def evaluate(run, data, split, batch_size, as_json):
     """Score a run's model: accuracy, loss, per-class precision/recall/F1, confusion matrix.
 
     RUN is a run folder; by default it is scored on the validation split of
-    the data it was trained on.
+    the data it was trained on. Multi-label models: per-label threshold,
+    precision/recall/F1 and average precision, micro and macro F1, mean
+    average precision, exact match.
     """
     quiet_tf()
     from tfl.serving.evaluation import evaluate as evaluate_run
@@ -257,12 +282,14 @@ def evaluate(run, data, split, batch_size, as_json):
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @option("--batch-size", type=click.IntRange(1), default=32, help="Prediction batch size.")
-@option("--json", "as_json", is_flag=True, help="Print a JSON list: path, label, probability per image.")
+@option("--json", "as_json", is_flag=True,
+        help="Print a JSON list: path, label, probability (multi-label: labels) per image.")
 def predict(run, inputs, batch_size, as_json):
     """Label image files (folders walked recursively) with a run's model or a `tfl export` folder.
 
     Prints one line per image: path, label and probability (ERROR and the
-    reason for a file that cannot be read).
+    reason for a file that cannot be read); a multi-label model prints every
+    label whose probability reaches its threshold, with it.
     """
     quiet_tf()
     from tfl.serving.prediction import predict as predict_files
@@ -274,6 +301,9 @@ def predict(run, inputs, batch_size, as_json):
     for r in results:
         if "error" in r:
             click.echo(f"{r['path']}\tERROR\t{r['error']}")
+        elif "labels" in r:
+            over = ", ".join(f"{name} {p:.4f}" for name, p in r["labels"].items())
+            click.echo(f"{r['path']}\t{over or '(no label over its threshold)'}")
         else:
             click.echo(f"{r['path']}\t{r['label']}\t{r['probability']:.4f}")
 

@@ -9,6 +9,7 @@ import click
 
 from tfl.cli._common import echo_json, fail, main, option, quiet_tf
 from tfl.cli.train import build_config, data_options, train_options
+from tfl.config import MONITORS
 from tfl.tuning.space import PARAMS
 
 
@@ -38,8 +39,9 @@ def _list_params() -> None:
         help="Most trials (Hyperband may end sooner).")
 @option("--executions-per-trial", type=click.IntRange(1), default=1,
               help="Runs per trial (different seeds), scores averaged.")
-@option("--objective", type=click.Choice(["val_accuracy", "val_loss"]), default="val_accuracy",
-              help="Validation metric of the model each trial keeps after stage 2.")
+@option("--objective", type=click.Choice(list(MONITORS)), default="val_accuracy",
+        help="Validation metric of the model each trial keeps after stage 2; val_macro_f1, val_micro_f1 and "
+             "val_map need --multi-label (scored at the thresholds each trial chooses on validation).")
 @option("--max-time", metavar="DURATION", default_text="no limit",
         help="Time budget (900, 900s, 15m, 2h): then the trial in progress is scored as it stands and the "
              "search ends.")

@@ -37,6 +37,27 @@ def balanced_class_weights(counts: typing.Sequence[int]) -> typing.Dict[int, flo
     return {i: total / (len(counts) * c) for i, c in enumerate(counts) if c}
 
 
+def balanced_label_weights(counts: typing.Sequence[int], num_images: int) -> typing.List[typing.Tuple[float, float]]:
+    """Multi-label `--class-weight balanced`: per label, the weights of (present, absent).
+
+    Each label is its own two-class problem, weighted as `balanced_class_weights`
+    weights two classes: images / (2 * images with the label) when present,
+    images / (2 * images without it) when absent. A label every image has (or
+    none has) gets 1 for both.
+
+    Examples:
+        >>> balanced_label_weights([20, 50], 100)
+        [(2.5, 0.625), (1.0, 1.0)]
+    """
+    out = []
+    for c in counts:
+        if 0 < c < num_images:
+            out.append((num_images / (2 * c), num_images / (2 * (num_images - c))))
+        else:
+            out.append((1.0, 1.0))
+    return out
+
+
 @dataclasses.dataclass
 class DataReport:
     """What `check_data` found.
@@ -54,6 +75,11 @@ class DataReport:
         class_weight: the run's class-weight setting (`None` or `balanced`).
         warnings: other problems found while loading (empty class folders, ...).
         layout: where the splits came from (folders found, or a held-out fraction).
+        multi_label: images may have several labels: `counts` are images
+            with each label, and `class_weights` the weight of an image that
+            has the label (one that lacks it weighs less, see
+            `balanced_label_weights`).
+        images: images per split.
 
     Examples:
         >>> report = check_data("folder:photos", backbone="mobilenet_025")
@@ -72,6 +98,8 @@ class DataReport:
     class_weight: typing.Optional[str] = None
     warnings: typing.List[str] = dataclasses.field(default_factory=list)
     layout: str = ""
+    multi_label: bool = False
+    images: typing.Dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def imbalance(self) -> float:
@@ -101,16 +129,22 @@ class DataReport:
     def _imbalance_text(self) -> str:
         counts = self.counts["train"]
         big, small = counts.index(max(counts)), counts.index(min(c for c in counts if c))
-        text = (f"class imbalance: {self.class_names[big]} has {counts[big]} training images, "
+        kind = "label" if self.multi_label else "class"
+        text = (f"{kind} imbalance: {self.class_names[big]} has {counts[big]} training images, "
                 f"{self.class_names[small]} {counts[small]} ({self.imbalance:.1f}x); ")
         if self.class_weight == "balanced":
-            return text + "training uses the class weights below (--class-weight balanced)"
-        return text + "consider --class-weight balanced (class weights below)"
+            return text + f"training uses the {kind} weights below (--class-weight balanced)"
+        return text + f"consider --class-weight balanced ({kind} weights below)"
 
     def summary(self) -> typing.List[str]:
         """Lines describing the data: splits, classes with their counts, class weights."""
-        splits = ", ".join(f"{name} {sum(c)}" for name, c in self.counts.items())
-        lines = [f"{self.source}: {len(self.class_names)} classes; images per split: {splits}"]
+        if self.multi_label:
+            splits = ", ".join(f"{name} {n}" for name, n in self.images.items())
+            lines = [f"{self.source}: {len(self.class_names)} labels (multi-label: images with each label); "
+                     f"images per split: {splits}"]
+        else:
+            splits = ", ".join(f"{name} {sum(c)}" for name, c in self.counts.items())
+            lines = [f"{self.source}: {len(self.class_names)} classes; images per split: {splits}"]
         if self.layout:
             lines.append(f"splits: {self.layout}")
         for i, name in enumerate(self.class_names):
@@ -118,7 +152,10 @@ class DataReport:
             lines.append(f"  {name}: {per_split}")
         weights = ", ".join(f"{n} {w:.2f}" for n, w in self.class_weights.items())
         used = "used" if self.class_weight == "balanced" else "with --class-weight balanced"
-        lines.append(f"class weights ({used}): {weights}")
+        if self.multi_label:
+            lines.append(f"label weights of an image with the label ({used}): {weights}")
+        else:
+            lines.append(f"class weights ({used}): {weights}")
         return lines
 
     def lines(self) -> typing.List[str]:
@@ -134,15 +171,17 @@ class DataReport:
 
 def check_data(source: typing.Union[str, DataConfig], *, backbone: typing.Optional[str] = None,
                image_size: typing.Optional[int] = None, class_weight: typing.Optional[str] = None,
-               seed: int = 42, **data_options) -> DataReport:
+               seed: int = 42, multi_label: typing.Optional[bool] = None, **data_options) -> DataReport:
     """Loads a data source as training would and reports its problems.
 
     Args:
-        source: `folder:PATH`, `tfds:NAME[/CONFIG]` or a `DataConfig`.
+        source: `folder:PATH`, `csv:PATH`, `tfds:NAME[/CONFIG]` or a `DataConfig`.
         backbone: backbone whose input size decides which images are too small.
         image_size: the model's input size (default: the backbone's).
         class_weight: the class-weight setting training would use.
         seed: seed of the validation hold-out (when there is no val split).
+        multi_label: as `tfl.load_data` takes it (`None`: multi-label when
+            some image has several labels; `False`: refuse such images).
         **data_options: other `DataConfig` fields (`strict`, `val_split`,
             `data_dir`, `download`, ...). tfds downloads are off unless asked.
 
@@ -164,14 +203,16 @@ def check_data(source: typing.Union[str, DataConfig], *, backbone: typing.Option
         config = dataclasses.replace(source, **data_options)
     else:
         config = DataConfig(source=source, **{"download": False, **data_options})
-    data = load_data(config, seed=seed)
+    data = load_data(config, seed=seed, multi_label=multi_label)
     report = inspect_data(data, backbone=backbone, image_size=image_size, class_weight=class_weight)
-    report.layout = _layout(config)
+    report.layout = _layout(config, data)
     return report
 
 
-def _layout(config: DataConfig) -> str:
+def _layout(config: DataConfig, data=None) -> str:
     kind, _, root = config.source.partition(":")
+    if getattr(data, "layout", ""):
+        return data.layout
     if kind != "folder":
         return f"tfds splits {config.train_split} / {config.val_split or 'validation (or val, test)'}"
     found = [n for n in ("train", "val", "validation", "test") if os.path.isdir(os.path.join(root, n))]
@@ -192,17 +233,21 @@ def inspect_data(data, backbone: typing.Optional[str] = None, image_size: typing
     if backbone:
         spec = backbones.get_backbone(backbone)
         min_side = max(spec.min_size, (image_size or spec.default_size) // UPSCALE_LIMIT)
+    from tfl.data.loading import label_counts
+
     splits = [s for s in (data.train, data.val, data.test) if s is not None]
-    counts = {}
-    for split in splits:
-        counts[split.name] = [0] * data.num_classes
-        for y in split.labels:
-            counts[split.name][y] += 1
-    weights = balanced_class_weights(counts[data.train.name])
+    counts = {split.name: label_counts(split.labels, data.num_classes) for split in splits}
+    multi = bool(getattr(data, "multi_label", False))
+    if multi:
+        present = balanced_label_weights(counts[data.train.name], len(data.train))
+        weights = {i: w for i, (w, _) in enumerate(present)}
+    else:
+        weights = balanced_class_weights(counts[data.train.name])
     report = DataReport(data.source, list(data.class_names), counts, skipped=list(data.skipped),
                         min_side=min_side, class_weight=class_weight,
                         class_weights={data.class_names[i]: round(w, 4) for i, w in weights.items()},
-                        warnings=list(getattr(data, "warnings", [])))
+                        warnings=list(getattr(data, "warnings", [])), multi_label=multi,
+                        images={split.name: len(split) for split in splits})
     files = getattr(data, "files", {})
     if files:
         _file_checks(report, splits, files)
@@ -274,6 +319,8 @@ def check_options(cfg: TrainConfig, *, out: typing.Optional[str] = None, resume:
         check_tf_config()
     if cfg.data.source.startswith("folder:") and not os.path.isdir(cfg.data.source[len("folder:"):]):
         raise UsageError(f"--data {cfg.data.source}: no such folder")
+    if cfg.data.source.startswith("csv:") and not os.path.isfile(cfg.data.source[len("csv:"):]):
+        raise UsageError(f"--data {cfg.data.source}: no such file")
     try:
         config_lib.validate(cfg)
     except ValueError as e:

@@ -57,10 +57,13 @@ _PREPROCESS_CLASS = None
 
 
 def register_layers():
-    """Registers tfl's custom layers with Keras (needed before loading a model)."""
+    """Registers tfl's custom layers and losses with Keras (needed before loading a model)."""
+    from tfl.models import losses
+
     global _PREPROCESS_CLASS
     if _PREPROCESS_CLASS is None:
         _PREPROCESS_CLASS = _register()
+    losses.register()  # a model saved while compiled with tfl's multi-label loss names it
     return _PREPROCESS_CLASS
 
 

@@ -339,3 +339,41 @@ def search_scatter(trials: typing.Sequence[dict], names: typing.Sequence[str], p
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=1 - 0.7 / (3.4 * rows + 0.4),
                         hspace=0.5, wspace=0.3)
     return {"objective": objective, "panels": panels, "image": _save(fig, path)}
+
+
+def pr_curves(curves: typing.Dict[str, dict], points: typing.Dict[str, typing.Tuple[float, float, float]],
+              path: str, title: str = "", columns: int = 4) -> dict:
+    """One panel per label: its precision-recall curve and the point its decision threshold picks.
+
+    Args:
+        curves: label -> `{"recall": [...], "precision": [...], "threshold": [...]}`
+            (`tfl.serving.evaluation.pr_curves`; labels absent from the split have none).
+        points: label -> (recall, precision, threshold) at the label's threshold.
+        path: the PNG to write.
+    """
+    names = list(curves)
+    columns = max(1, min(columns, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    fig = _figure(3.2 * columns, 2.9 * rows + 0.6)
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        c = curves[name]
+        # A step from (0, first precision): the curve as average precision sums it.
+        ax.step([0.0] + list(c["recall"]), [c["precision"][0]] + list(c["precision"]), where="pre", linewidth=1.5)
+        if name in points:
+            r, p, t = points[name]
+            ax.plot([r], [p], "o", color="crimson", markersize=6)
+            ax.annotate(f"t={t:.2f}", (r, p), textcoords="offset points", xytext=(-30, -12), fontsize=8,
+                        color="crimson")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(name if len(name) <= 24 else name[:23] + "…", fontsize=9)
+        ax.set_xlabel("recall", fontsize=8)
+        ax.set_ylabel("precision", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=1 - 0.7 / (2.9 * rows + 0.6), hspace=0.6,
+                        wspace=0.35)
+    return {"curves": curves, "points": {n: list(v) for n, v in points.items()}, "image": _save(fig, path)}

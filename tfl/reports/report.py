@@ -5,9 +5,13 @@ training and by `tfl report RUN`) shows the training curves of both stages
 (the kept epoch starred), the confusion matrix, per-class
 precision/recall/F1, the most confident mistakes (as thumbnails with the
 photos' proportions, and how many of all the mistakes they are) and the
-hyperparameters. A tuning search gets a page with its trials and their
-score against each hyperparameter. Every image has the numbers it shows in
-a JSON file beside it (`confusion_matrix.json` beside
+hyperparameters. A multi-label run's report shows instead of the confusion
+matrix its macro/micro F1 and mean average precision, each label's
+threshold, precision, recall, F1 and average precision, and a
+precision-recall curve per label with the point its threshold picks. A
+tuning search gets a page with its trials and their score against each
+hyperparameter. Every image has the numbers it shows in a JSON file beside
+it (`confusion_matrix.json` beside
 `confusion_matrix.png`, ...), and the page loads nothing from the network.
 Every PNG stays under 300 KB and the page fits a 1200 px window
 (tests/test_report_browser.py checks both in Chromium).
@@ -78,6 +82,9 @@ def report(run_dir: str, out_dir: typing.Optional[str] = None, *, data: typing.O
 
     size = int(model.input_shape[1])
     probs, labels = predict_probabilities(model, chosen.dataset(size, batch_size))
+    if cfg.model.head.multi_label:
+        return _multilabel_report(run, out_dir, cfg, class_names, chosen, source, split, probs, labels, size,
+                                  max_mistakes)
     metrics = classification_metrics(probs, labels, class_names)
     metrics.update(split=split, data=source)
     atomic_write_json(os.path.join(out_dir, "evaluation.json"), metrics)
@@ -129,7 +136,7 @@ def _model_and_split(run, cfg, class_names, data, split, model, image_data):
     if data:
         cfg.data.source = data
     if image_data is None or data:
-        image_data = data_lib.load_data(cfg.data, seed=cfg.seed)
+        image_data = data_lib.load_data(cfg.data, seed=cfg.seed, multi_label=cfg.model.head.multi_label)
     if list(image_data.class_names) != list(class_names):
         raise UsageError(f"{cfg.data.source} has classes {image_data.class_names}, the model {class_names}")
     chosen = {"val": image_data.val, "train": image_data.train, "test": image_data.test}.get(split)
@@ -143,6 +150,80 @@ def _kept_epoch(run_metrics: dict) -> typing.Optional[typing.Tuple[int, int]]:
     stage = run_metrics.get("best_stage")
     epoch = (run_metrics.get(f"stage{stage}") or {}).get("best_epoch") if stage in (1, 2) else None
     return (int(stage), int(epoch)) if epoch else None
+
+
+def _multilabel_report(run, out_dir, cfg, class_names, chosen, source, split, probs, labels, size,
+                       max_mistakes) -> str:
+    """The page of a multi-label run: scores at the run's thresholds, PR curves, mistakes, curves."""
+    from tfl.reports import _plots
+    from tfl.serving.evaluation import multilabel_metrics, pr_curves, run_thresholds
+
+    metrics = multilabel_metrics(probs, labels, class_names, run_thresholds(run))
+    metrics.update(split=split, data=source)
+    atomic_write_json(os.path.join(out_dir, "evaluation.json"), metrics)
+    curves = _plots.training_curves(_history(run), os.path.join(out_dir, "training_curves.png"))
+    atomic_write_json(os.path.join(out_dir, "training_curves.json"), curves)
+    points = {n: (c["recall"], c["precision"], c["threshold"]) for n, c in metrics["per_class"].items()}
+    pr = _plots.pr_curves(pr_curves(probs, labels, class_names), points, os.path.join(out_dir, "pr_curves.png"),
+                          title=f"Precision-recall per label ({split}, {len(labels)} images)")
+    pr.update(split=split, data=source, average_precision={n: c["average_precision"]
+                                                            for n, c in metrics["per_class"].items()})
+    atomic_write_json(os.path.join(out_dir, "pr_curves.json"), pr)
+    mistakes = _multilabel_mistakes(probs, labels, metrics["thresholds"], class_names, chosen, size, max_mistakes)
+    grid = None
+    if mistakes:
+        grid = _plots.thumbnail_grid([m.pop("pixels") for m in mistakes],
+                                     [f"true: {', '.join(m['true']) or '-'}\n"
+                                      f"predicted: {', '.join(m['predicted']) or '-'}" for m in mistakes],
+                                     os.path.join(out_dir, "mistakes.png"), title="Most confident mistakes")
+    for stale in ("mistakes.png",) * (not mistakes) + ("confusion_matrix.png", "confusion_matrix.json"):
+        if os.path.exists(os.path.join(out_dir, stale)):
+            os.remove(os.path.join(out_dir, stale))  # of an earlier report, or of a single-label one
+    wrong = int((_predicted(probs, metrics["thresholds"], class_names) != labels.astype(bool)).any(1).sum())
+    atomic_write_json(os.path.join(out_dir, "mistakes.json"),
+                      {"split": split, "num_errors": wrong, "mistakes": mistakes,
+                       "image": grid["image"] if grid else None})
+    hyper = _flatten(cfg.to_dict())
+    atomic_write_json(os.path.join(out_dir, "hyperparameters.json"), hyper)
+    page = _multilabel_page(run.path, source, split, run.read_metrics(), metrics, curves, pr, mistakes, grid,
+                            hyper, wrong, run.read_thresholds())
+    path = os.path.join(out_dir, "index.html")
+    atomic_write_text(path, page)
+    return path
+
+
+def _predicted(probs, thresholds: dict, class_names) -> np.ndarray:
+    return probs >= np.asarray([thresholds[c] for c in class_names])[None, :]
+
+
+def _multilabel_mistakes(probs, labels, thresholds, class_names, split, size: int, limit: int) -> list:
+    """Images whose predicted labels differ from their true ones, the surest wrong label first.
+
+    An image's confidence is that of its most confidently wrong label: the
+    probability of a label predicted but absent, one minus it for a label
+    missed.
+    """
+    pred = _predicted(probs, thresholds, class_names)
+    truth = labels.astype(bool)
+    wrong_by = np.where(pred & ~truth, probs, 0.0).max(1, initial=0.0)
+    missed_by = np.where(~pred & truth, 1 - probs, 0.0).max(1, initial=0.0)
+    confidence = np.maximum(wrong_by, missed_by)
+    wrong = np.flatnonzero((pred != truth).any(1))
+    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    if not len(order):
+        return []
+    pixels = _load_images(split, [int(i) for i in order])
+    out = []
+    for i in order:
+        i = int(i)
+        names = np.asarray(class_names)
+        entry = {"index": i, "true": names[truth[i]].tolist(), "predicted": names[pred[i]].tolist(),
+                 "confidence": float(confidence[i]),
+                 "probabilities": {c: float(p) for c, p in zip(class_names, probs[i])}, "pixels": pixels[i][0]}
+        if split.paths:
+            entry["path"] = split.paths[i]
+        out.append(entry)
+    return out
 
 
 def _history(run: RunFolder) -> dict:
@@ -398,6 +479,59 @@ def _run_page(run_dir, source, split, run_metrics, metrics, num_errors, curves, 
     parts.append("<h2>Hyperparameters</h2>")
     parts.append(_table(f"<tr><th class=l>{_e(k)}</th><td class=l><code>{_e(json.dumps(v))}</code></td></tr>"
                         for k, v in hyper.items()))
+    return _page(f"tfl report: {run_dir}", "\n".join(parts))
+
+
+def _multilabel_page(run_dir, source, split, run_metrics, metrics, curves, pr, mistakes, grid, hyper, wrong,
+                     thresholds) -> str:
+    s1, s2 = run_metrics.get("stage1") or {}, run_metrics.get("stage2") or {}
+    chosen = thresholds.get("split")
+    how = (f"chosen on the {_e(chosen)} split ({thresholds.get('num_images')} images) when training ended: "
+           f"{_e(thresholds.get('rule', ''))}" if thresholds
+           else "0.5 for every label (the run has no thresholds.json)")
+    rows = [("data", _e(source)), ("labels", str(len(metrics["class_names"]))),
+            ("stage 1 (head) val_macro_f1 at 0.5, at its kept epoch", _num(s1.get("val_macro_f1"))),
+            ("stage 2 (fine-tuning) val_macro_f1 at 0.5, at its kept epoch", _num(s2.get("val_macro_f1"))),
+            ("stage kept", _e(run_metrics.get("best_stage", "—"))),
+            (f"{_e(split)} macro F1", _num(metrics["macro_f1"])), (f"{_e(split)} micro F1", _num(metrics["micro_f1"])),
+            (f"{_e(split)} mean average precision", _num(metrics["map"])),
+            (f"{_e(split)} exact match (every label right)", f"{_num(metrics['accuracy'])} ({metrics['num_images']} "
+                                                               "images)"),
+            (f"{_e(split)} loss (binary cross-entropy)", _num(metrics["loss"]))]
+    parts = ["<h2>Summary</h2><table>"]
+    parts += [f"<tr><th class=l>{k}</th><td class=l>{v}</td></tr>" for k, v in rows]
+    parts += ["</table>", f'<p class="muted">A label is predicted when its probability reaches its threshold; '
+              f"thresholds {how}. Macro scores and mAP average over the labels present in the split.</p>",
+              "<h2>Training curves</h2>", _img(curves["image"], "training curves"),
+              '<p class="muted">epochs of stage 1 (head on the frozen backbone) then stage 2 (fine-tuning); '
+              "accuracy is per label and image, at 0.5; the dotted line marks the start of stage 2.</p>",
+              "<h2>Per-label precision, recall and F1</h2><table><tr><th class=l>label</th><th>threshold</th>"
+              "<th>precision</th><th>recall</th><th>F1</th><th>average precision</th><th>support</th>"
+              "<th>false positives</th><th>false negatives</th></tr>"]
+    for name in metrics["class_names"]:
+        c = metrics["per_class"][name]
+        parts.append(f"<tr><td class=l>{_e(name)}</td><td>{c['threshold']:.2f}</td><td>{_num(c['precision'])}</td>"
+                     f"<td>{_num(c['recall'])}</td><td>{_num(c['f1'])}</td><td>{_num(c['average_precision'])}</td>"
+                     f"<td>{c['support']}</td><td>{c['false_positives']}</td><td>{c['false_negatives']}</td></tr>")
+    parts += ["</table>", "<h2>Precision-recall curves</h2>", _img(pr["image"], "precision-recall curves"),
+              '<p class="muted">one panel per label present in the split; the dot is the point its threshold '
+              "picks.</p>", "<h2>Most confident mistakes</h2>"]
+    if grid:
+        parts.append(_img(grid["image"], "most confident mistakes"))
+        parts.append("<table><tr><th class=l>image</th><th class=l>true</th><th class=l>predicted</th>"
+                     "<th>confidence</th></tr>")
+        for m in mistakes:
+            parts.append(f"<tr><td class=l>{_e(m.get('path', '#' + str(m['index'])))}</td>"
+                         f"<td class=l>{_e(', '.join(m['true']))}</td><td class=l>{_e(', '.join(m['predicted']))}"
+                         f"</td><td>{_num(m['confidence'], 3)}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append(f"<p>No mistakes on the {_e(split)} split.</p>" if not wrong else
+                     f"<p>{wrong} images with wrong labels on the {_e(split)} split (none drawn: --mistakes 0).</p>")
+    parts.append("<h2>Hyperparameters</h2><table>")
+    for k, v in hyper.items():
+        parts.append(f"<tr><th class=l>{_e(k)}</th><td class=l><code>{_e(json.dumps(v))}</code></td></tr>")
+    parts.append("</table>")
     return _page(f"tfl report: {run_dir}", "\n".join(parts))
 
 

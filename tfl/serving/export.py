@@ -59,8 +59,9 @@ class ExportResult:
 
 
 def export(run_dir: str, out: str = "exports", *, name: typing.Optional[str] = None,
-           version: typing.Optional[int] = None, tflite: typing.Sequence[str] = (), threshold: float = 0.5,
-           data: typing.Optional[str] = None, verify_images: int = 8) -> ExportResult:
+           version: typing.Optional[int] = None, tflite: typing.Sequence[str] = (),
+           threshold: typing.Optional[float] = None, data: typing.Optional[str] = None,
+           verify_images: int = 8) -> ExportResult:
     """Exports a run's model as a verified SavedModel (and optionally TFLite).
 
     Args:
@@ -69,7 +70,11 @@ def export(run_dir: str, out: str = "exports", *, name: typing.Optional[str] = N
         name: model name (default: the run folder's name).
         version: integer version (default: one more than the latest).
         tflite: TFLite modes to add: `float32`, `float16`, `dynamic`.
-        threshold: probability above which a multi-label model reports a label.
+        threshold: multi-label models: the probability from which every
+            label is reported; default: each label's own threshold, chosen
+            on validation when the run ended (`RUN/thresholds.json`; 0.5
+            for a run without one). Stored in the SavedModel (`thresholds`)
+            and in `tfl_export.json`.
         data: data source for the verification images (default: the run's).
         verify_images: validation images the three signatures are checked on.
 
@@ -82,7 +87,7 @@ def export(run_dir: str, out: str = "exports", *, name: typing.Optional[str] = N
         'exports/ants/1'
     """
     from tfl.runs import RunFolder
-    from tfl.serving.prediction import load_model
+    from tfl.serving.prediction import load_model, run_thresholds
 
     run = RunFolder(run_dir)
     if not run.is_trained():
@@ -91,18 +96,21 @@ def export(run_dir: str, out: str = "exports", *, name: typing.Optional[str] = N
     bad = [m for m in tflite if m not in _tflite.MODES]
     if bad:
         raise UsageError(f"--tflite {bad[0]}: choose from {', '.join(_tflite.MODES)}")
-    if not 0.0 < threshold < 1.0:
+    if threshold is not None and not 0.0 < threshold < 1.0:
         raise UsageError(f"--threshold {threshold}: must be between 0 and 1")
     model_dir = os.path.join(out, name)
     version = _choose_version(model_dir, version)  # before the slow part: a taken --version fails at once
 
     cfg = run.read_config()
     class_names = run.read_class_names()
-    split = _validation_split(cfg, data, class_names)
+    multi_label = bool(cfg.model.head.multi_label)
+    split = _validation_split(cfg, data, class_names, multi_label)
     model = load_model(run_dir)
     image_size = int(model.input_shape[1])
-    multi_label = bool(cfg.model.head.multi_label)
-    metadata = _metadata(run, cfg, name, version, class_names, image_size, multi_label, threshold)
+    thresholds = (np.full(len(class_names), threshold) if threshold is not None
+                  else run_thresholds(run)).astype(np.float32)
+    metadata = _metadata(run, cfg, name, version, class_names, image_size, multi_label, thresholds,
+                         "--threshold" if threshold is not None else "validation")
     try:
         os.makedirs(model_dir, exist_ok=True)
     except OSError as e:
@@ -113,10 +121,11 @@ def export(run_dir: str, out: str = "exports", *, name: typing.Optional[str] = N
     final = os.path.join(model_dir, str(version))
     try:
         with disk_full_is_one_line(f"the export {final}", _disk_full_hint(model_dir, version)):
-            _write_saved_model(model, tmp, class_names, image_size, multi_label, threshold, metadata)
+            _write_saved_model(model, tmp, class_names, image_size, multi_label, thresholds, metadata)
             metadata["verification"] = verify(tmp, model, _samples(split, verify_images), image_size,
-                                              multi_label, threshold)
-            metadata["tflite"] = _add_tflite(tmp, tflite, model, split, image_size, cfg.data.batch_size)
+                                              multi_label, thresholds)
+            metadata["tflite"] = _add_tflite(tmp, tflite, model, split, image_size, cfg.data.batch_size,
+                                             thresholds if multi_label else None)
             _write_sidecars(tmp, class_names, metadata)
         if os.path.exists(final):
             raise TflError(f"{final} appeared while exporting (another export?): nothing was replaced")
@@ -136,8 +145,8 @@ def _disk_full_hint(model_dir: str, version: int) -> str:
     return f"nothing of version {version} was left behind{kept}; free some space and run tfl export again"
 
 
-def _add_tflite(folder, modes, model, split, image_size, batch_size) -> dict:
-    """Converts and scores each TFLite mode on the whole validation split."""
+def _add_tflite(folder, modes, model, split, image_size, batch_size, thresholds=None) -> dict:
+    """Converts and scores each TFLite mode on the whole validation split (multi-label: at `thresholds`)."""
     from tfl.serving.evaluation import predict_probabilities
 
     if not modes:
@@ -149,7 +158,7 @@ def _add_tflite(folder, modes, model, split, image_size, batch_size) -> dict:
         content = _tflite.convert(folder, mode)
         with open(os.path.join(folder, _tflite.file_name(mode)), "wb") as f:
             f.write(content)
-        scores = _tflite.verify(content, dataset, keras_probs, labels, mode)
+        scores = _tflite.verify(content, dataset, keras_probs, labels, mode, thresholds=thresholds)
         out[mode] = {"file": _tflite.file_name(mode), "bytes": len(content), **scores}
     return out
 
@@ -191,12 +200,12 @@ def _choose_version(model_dir: str, version: typing.Optional[int]) -> int:
     return version
 
 
-def _validation_split(cfg, data: typing.Optional[str], class_names):
+def _validation_split(cfg, data: typing.Optional[str], class_names, multi_label: bool = False):
     from tfl.data.loading import load_data
 
     dcfg = dataclasses.replace(cfg.data, source=data or cfg.data.source, download=False)
     try:
-        loaded = load_data(dcfg, seed=cfg.seed)
+        loaded = load_data(dcfg, seed=cfg.seed, multi_label=multi_label)
     except UsageError as e:
         raise UsageError(f"cannot load the verification images ({e}); pass --data SOURCE with images "
                          "of the run's classes") from None
@@ -222,7 +231,7 @@ def _samples(split, n: int) -> typing.List[bytes]:
     return [tf.io.encode_png(x).numpy() for x, _ in split.raw().take(n)]
 
 
-def _write_saved_model(model, path, class_names, image_size, multi_label, threshold, metadata) -> None:
+def _write_saved_model(model, path, class_names, image_size, multi_label, thresholds, metadata) -> None:
     import json
 
     import keras
@@ -234,11 +243,11 @@ def _write_saved_model(model, path, class_names, image_size, multi_label, thresh
 
     def serve_bytes(image_bytes):
         probs = classify(_serving.decode_batch(image_bytes, image_size))
-        return _serving.outputs(probs, class_names, multi_label, threshold)
+        return _serving.outputs(probs, class_names, multi_label, thresholds)
 
     def serve_images(images):
         probs = classify(_serving.resize_batch(images, image_size))
-        return _serving.outputs(probs, class_names, multi_label, threshold)
+        return _serving.outputs(probs, class_names, multi_label, thresholds)
 
     # No archive.track(model): the endpoints capture the variables they use, and
     # tracking the model makes the save walk (and trace) every Keras layer.
@@ -251,6 +260,9 @@ def _write_saved_model(model, path, class_names, image_size, multi_label, thresh
     # Reachable after tf.saved_model.load as `.class_names[0]` and `.tfl_metadata[0]`.
     archive.add_variable_collection("class_names", [tf.Variable(list(class_names), trainable=False)])
     archive.add_variable_collection("tfl_metadata", [tf.Variable(json.dumps(metadata), trainable=False)])
+    if multi_label:  # `.thresholds[0]`: the per-label thresholds the outputs apply, in class order
+        archive.add_variable_collection("thresholds", [tf.Variable(np.asarray(thresholds, np.float32),
+                                                                   trainable=False)])
     try:
         archive.write_out(path, verbose=False)
     except Exception as e:  # noqa: BLE001 - TF raises many types; keep the first line
@@ -260,7 +272,7 @@ def _write_saved_model(model, path, class_names, image_size, multi_label, thresh
 
 
 def verify(path: str, model, samples: typing.Sequence[bytes], image_size: int, multi_label: bool = False,
-           threshold: float = 0.5) -> dict:
+           threshold: typing.Union[float, typing.Sequence[float]] = 0.5) -> dict:
     """Reloads the SavedModel at `path` and compares every signature with `model`.
 
     Returns the largest absolute difference per signature; raises TflError
@@ -296,13 +308,14 @@ def verify(path: str, model, samples: typing.Sequence[bytes], image_size: int, m
         if labels != list(names[probs.argmax(1)]) or list(outs["label_id"].numpy()) != list(probs.argmax(1)):
             raise TflError(f"the exported {key} signature returns labels that disagree with its probabilities")
         if multi_label:
-            want = np.where(probs >= threshold, names[None, :], "").tolist()
+            limits = np.broadcast_to(np.asarray(threshold, np.float32), (len(names),))
+            want = np.where(probs >= limits[None, :], names[None, :], "").tolist()
             if [[s.decode() for s in row] for row in outs["labels"].numpy()] != want:
                 raise TflError(f"the exported {key} signature's labels disagree with its probabilities")
     return report
 
 
-def _metadata(run, cfg, name, version, class_names, image_size, multi_label, threshold) -> dict:
+def _metadata(run, cfg, name, version, class_names, image_size, multi_label, thresholds, chosen_by) -> dict:
     import keras
     import tensorflow as tf
 
@@ -318,7 +331,8 @@ def _metadata(run, cfg, name, version, class_names, image_size, multi_label, thr
         "backbone": cfg.model.backbone,
         "image_size": image_size,
         "multi_label": multi_label,
-        "threshold": threshold,
+        **({"thresholds": {c: float(t) for c, t in zip(class_names, thresholds)}, "thresholds_from": chosen_by}
+           if multi_label else {}),
         "class_names": list(class_names),
         "metrics": run.read_metrics(),
         "versions": {"tfl": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
@@ -328,7 +342,7 @@ def _metadata(run, cfg, name, version, class_names, image_size, multi_label, thr
             "predict_images_uint8": {"inputs": {_serving.TENSOR_INPUT: "uint8 [batch, H, W, 3] RGB"}},
             "outputs": {"probabilities": f"float32 [batch, {len(class_names)}]", "label": "string [batch]",
                         "label_id": "int32 [batch]",
-                        **({"label_mask": f"bool [batch, {len(class_names)}] (probability >= threshold)",
+                        **({"label_mask": f"bool [batch, {len(class_names)}] (probability >= the label's threshold)",
                             "labels": f"string [batch, {len(class_names)}] (class name where label_mask, else '')"}
                            if multi_label else {})},
         },

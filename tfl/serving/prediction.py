@@ -43,6 +43,13 @@ def predict_probabilities(model, dataset) -> typing.Tuple[np.ndarray, np.ndarray
     return np.concatenate(probs), np.concatenate(labels)
 
 
+def run_thresholds(run) -> np.ndarray:
+    """A multi-label run's per-label decision thresholds (`RunFolder`), in class order; 0.5 each without any."""
+    names = run.read_class_names()
+    stored = run.read_thresholds().get("thresholds") or {}
+    return np.asarray([stored.get(name, 0.5) for name in names], np.float64)
+
+
 def load_model(run_dir: str):
     """Loads `model.keras` of a run folder (Keras safe mode: nothing is unpickled)."""
     import keras
@@ -61,7 +68,9 @@ class Predictor:
     """Labels image files with the model of a run folder or of a `tfl export`.
 
     An export is called through its `serving_default` signature with the
-    files' bytes, exactly as a server would run it.
+    files' bytes, exactly as a server would run it. A multi-label model also
+    returns the labels whose probability reaches their threshold (the run's
+    `thresholds.json`, or the thresholds stored in the export).
 
     Args:
         run_dir: a tfl run folder, or an export folder (`EXPORT_DIR`,
@@ -86,14 +95,21 @@ class Predictor:
             self.model = None
             self.class_names = self.served.class_names
             self.image_size = self.served.metadata.get("image_size")
+            self.multi_label = self.served.multi_label
+            self.thresholds = self.served.thresholds
             return
+        run = RunFolder(run_dir)
         self.model = load_model(run_dir)
-        self.class_names = RunFolder(run_dir).read_class_names()
+        self.class_names = run.read_class_names()
         self.image_size = self.model.input_shape[1]
+        self.multi_label = run.read_config().model.head.multi_label
+        self.thresholds = run_thresholds(run) if self.multi_label else None
 
     def predict(self, inputs: typing.Sequence[str]) -> typing.List[dict]:
         """One dict per image file: `path`, `label`, `probability`, `probabilities`.
 
+        Multi-label models add `labels`: `{label: probability}` of the labels
+        at or over their thresholds, most probable first (empty when none is).
         Files that cannot be decoded get an `error` entry instead of a label.
         """
         from tfl.data import images as _images
@@ -117,6 +133,9 @@ class Predictor:
                 i = int(np.argmax(p))
                 results[path] = {"path": path, "label": self.class_names[i], "probability": float(p[i]),
                                  "probabilities": {c: float(v) for c, v in zip(self.class_names, p)}}
+                if self.multi_label:
+                    over = [j for j in np.argsort(-p, kind="stable") if p[j] >= self.thresholds[j]]
+                    results[path]["labels"] = {self.class_names[j]: float(p[j]) for j in over}
         return [results[p] for p in paths]
 
 

@@ -6,7 +6,7 @@ An export folder follows TensorFlow Serving's layout::
       <name>/
         1/                  a SavedModel (saved_model.pb, variables/)
           labels.txt        class names, one a line, in output order
-          tfl_export.json   metadata: backbone, size, versions, metrics
+          tfl_export.json   metadata: backbone, size, versions, metrics, per-label thresholds
           model_<mode>.tflite   optional TFLite models
         2/ ...
 
@@ -50,12 +50,13 @@ def resize_batch(images, image_size: int):
 
 
 def outputs(probabilities, class_names: typing.Sequence[str], multi_label: bool = False,
-            threshold: float = 0.5) -> dict:
+            threshold: typing.Union[float, typing.Sequence[float]] = 0.5) -> dict:
     """The served outputs from the model's probabilities [B, C].
 
-    Multi-label models add `label_mask` (bool [B, C], probability >=
-    threshold) and `labels` (string [B, C]: the class name where the mask is
-    set, "" elsewhere). Only ops that TFLite has are used, so the TFLite model
+    Multi-label models add `label_mask` (bool [B, C], probability >= the
+    label's threshold; `threshold` is one for all labels or one per label)
+    and `labels` (string [B, C]: the class name where the mask is set, ""
+    elsewhere). Only ops that TFLite has are used, so the TFLite model
     returns the same outputs.
     """
     import tensorflow as tf
@@ -65,7 +66,7 @@ def outputs(probabilities, class_names: typing.Sequence[str], multi_label: bool 
     label_id = tf.argmax(probs, axis=-1, output_type=tf.int32)
     out = {"probabilities": probs, "label": tf.gather(names, label_id), "label_id": label_id}
     if multi_label:
-        mask = probs >= threshold
+        mask = probs >= tf.constant(np.broadcast_to(np.asarray(threshold, np.float32), (len(class_names),)))
         # Index 0 of the padded names is "": a gather, since TFLite cannot select strings.
         index = tf.where(mask, tf.range(1, len(class_names) + 1, dtype=tf.int32), 0)
         out["label_mask"] = mask
@@ -137,6 +138,11 @@ class ServedModel:
                              f"does not take {BYTES_INPUT}): export it with tfl export RUN")
         self.metadata = read_metadata(version_dir)
         self.class_names = [n.decode() for n in self.loaded.class_names[0].numpy()]
+        self.multi_label = bool(self.metadata.get("multi_label"))
+        # The thresholds the graph applies (exports before per-label thresholds: the metadata's one value).
+        stored = getattr(self.loaded, "thresholds", None)
+        self.thresholds = (stored[0].numpy().astype(np.float64) if stored is not None
+                           else np.full(len(self.class_names), float(self.metadata.get("threshold", 0.5))))
 
     def probabilities(self, contents: typing.Sequence[bytes]) -> np.ndarray:
         """Probabilities [N, C] for encoded images; a bad image raises TflError."""

@@ -44,19 +44,22 @@ def convert(saved_model_dir: str, mode: str) -> bytes:
         raise TflError(f"TFLite conversion ({mode}) failed: {str(e).strip().splitlines()[0]}") from None
 
 
-def verify(content: bytes, dataset, keras_probs, labels, mode: str) -> dict:
+def verify(content: bytes, dataset, keras_probs, labels, mode: str, thresholds=None) -> dict:
     """Runs the TFLite model over `dataset`, compares with the Keras model; fails loudly on a mismatch.
 
     Args:
         content: the TFLite flatbuffer.
         dataset: batches of (float32 model-sized images, int labels).
         keras_probs: the Keras model's probabilities on the same images.
-        labels: their true labels.
+        labels: their true labels (multi-label models: multi-hot rows).
         mode: the quantisation mode (sets the acceptance test).
+        thresholds: multi-label models: the per-label thresholds; accuracy
+            is then exact match (every label of an image right).
 
     Returns:
         `accuracy`, `keras_accuracy`, `max_abs_diff`, `agreement` (share of
-        images with the same top class) and `num_images`.
+        images with the same top class, or multi-label the same labels) and
+        `num_images`.
     """
     import warnings
 
@@ -71,13 +74,21 @@ def verify(content: bytes, dataset, keras_probs, labels, mode: str) -> dict:
     runner = interpreter.get_signature_runner(SIGNATURE)
     lite = np.concatenate([runner(**{_serving.TENSOR_INPUT: images.numpy()})["probabilities"]
                            for images, _ in dataset])
+    truth = labels if thresholds is None else np.asarray(labels).astype(bool)
+
+    def predicted(probs):
+        return probs.argmax(1) if thresholds is None else probs >= np.asarray(thresholds)[None, :]
+
+    def same(a, b):  # per image: the same class, or multi-label the same set of labels
+        return a == b if a.ndim == 1 else (a == b).all(1)
+
     out = {
         "mode": mode,
         "num_images": int(len(labels)),
-        "accuracy": float((lite.argmax(1) == labels).mean()),
-        "keras_accuracy": float((keras_probs.argmax(1) == labels).mean()),
+        "accuracy": float(same(predicted(lite), truth).mean()),
+        "keras_accuracy": float(same(predicted(keras_probs), truth).mean()),
         "max_abs_diff": float(np.abs(lite - keras_probs).max()),
-        "agreement": float((lite.argmax(1) == keras_probs.argmax(1)).mean()),
+        "agreement": float(same(predicted(lite), predicted(keras_probs)).mean()),
     }
     if mode == "float32" and out["max_abs_diff"] > FLOAT32_TOLERANCE:
         raise TflError(f"TFLite float32 model differs from the Keras model by {out['max_abs_diff']:.2e} "

@@ -47,6 +47,9 @@ class FineTuneResult:
         stage2: validation metrics at the end of stage 2 (best epoch).
         best_stage: the stage whose weights were kept (1 or 2).
         model: the trained Keras model.
+        validation: multi-label runs: the kept model's validation scores at
+            the per-label thresholds chosen on it (`macro_f1`, `micro_f1`,
+            `map`, `accuracy` (exact match), `thresholds`); empty otherwise.
     """
 
     run_dir: str
@@ -55,6 +58,7 @@ class FineTuneResult:
     stage2: dict
     best_stage: int
     model: typing.Any = None
+    validation: dict = dataclasses.field(default_factory=dict)
 
     @property
     def val_accuracy(self) -> float:
@@ -129,8 +133,15 @@ class Trainer:
         spec = backbones.get_backbone(cfg.model.backbone)
         self.image_size = cfg.model.image_size or spec.default_size
         loaded_here = self.data is None
+        multi = cfg.model.head.multi_label
         if loaded_here:
-            self.data = data_lib.load_data(cfg.data, seed=cfg.seed)
+            self.data = data_lib.load_data(cfg.data, seed=cfg.seed, multi_label=multi)
+        elif self.data.multi_label and not multi:
+            raise UsageError(f"{self.data.source} gives images several labels: train with --multi-label")
+        elif multi and not self.data.multi_label:
+            self.data = data_lib.as_multi_label(self.data)
+        if self.data.source == "table" and not self.run.exists_table():
+            self._keep_table()
         log.info(self.data.describe())
         if loaded_here:  # a caller that passes its data (tuning) reports its problems once itself
             self._log_data_problems(spec)
@@ -160,6 +171,30 @@ class Trainer:
         state["plan"] = {f"stage{p.stage}": p.describe() for p in self.plans}  # what was decided, and why
         self.run.write_state(state)
 
+    def _keep_table(self):
+        """Data from an in-memory table (`tfl.load_data(df)`): its rows become the run's `data.csv`.
+
+        The run's config then names that file as its source, so evaluation, reports, export and
+        `--resume` read the same images in the same splits as training did.
+        """
+        import csv
+
+        names = list(self.data.class_names)
+        delimiter = next(d for d in ("|", ";", "+", "/", "\t") if not any(d in n for n in names))
+        path = os.path.abspath(self.run.table_path)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "labels", "split"])
+            for name, split in (("train", self.data.train), ("val", self.data.val), ("test", self.data.test)):
+                for p, y in zip(split.paths, split.labels) if split is not None else ():
+                    labels = [names[y]] if isinstance(y, int) else [n for n, v in zip(names, y) if v]
+                    writer.writerow([os.path.abspath(p), delimiter.join(labels), name])
+        self.config.data = dataclasses.replace(self.config.data, source=f"csv:{path}", path_column="path",
+                                               label_column="labels", split_column="split",
+                                               label_delimiter=delimiter, val_split=None)
+        self.run.write_config(self.config)
+        log.info(f"the table's rows and splits are kept in {path}, the run's data source from now on")
+
     def _log_data_problems(self, spec, limit: int = 50):
         """One line per problem, the same lines as `tfl check` (training uses the good images)."""
         from tfl.data import checks
@@ -175,10 +210,14 @@ class Trainer:
     def _labels(self, y):
         import tensorflow as tf
 
+        if self.data.multi_label:  # multi-hot rows already
+            return tf.cast(y, tf.float32)
         return tf.one_hot(y, self.data.num_classes)
 
     def _class_weight(self):
-        if self.config.class_weight != "balanced":
+        # Keras' class_weight is one weight per class of a single-label target; multi-label runs weigh
+        # their labels inside the loss instead (_loss).
+        if self.config.class_weight != "balanced" or self.data.multi_label:
             return None
         from tfl.data import checks
 
@@ -187,10 +226,23 @@ class Trainer:
     def _loss(self):
         import keras
 
+        smoothing = self.config.label_smoothing
         if self.config.model.head.multi_label:
-            return (keras.losses.BinaryCrossentropy(label_smoothing=self.config.label_smoothing),
-                    [keras.metrics.BinaryAccuracy(name="accuracy")])
-        return (keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing),
+            n = self.data.num_classes
+            if self.config.class_weight == "balanced":
+                from tfl.data import checks
+                from tfl.models import losses
+
+                loss = losses.weighted_binary_crossentropy(
+                    checks.balanced_label_weights(self.data.class_counts(), len(self.data.train)), smoothing)
+            else:
+                loss = keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
+            # At 0.5 here, epoch by epoch; the per-label thresholds are chosen once training ends (_thresholds).
+            return loss, [keras.metrics.BinaryAccuracy(name="accuracy"),
+                          keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
+                          keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1"),
+                          keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n, name="map")]
+        return (keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
                 [keras.metrics.CategoricalAccuracy(name="accuracy")])
 
     def _compile(self, model, stage, optimizer):
@@ -402,13 +454,37 @@ class Trainer:
             best_stage = 1
             for w, v in zip(self.model.weights, s1_weights):
                 w.assign(v)
-        self._save(m1, m2, best_stage)
+        validation = self._thresholds() if cfg.model.head.multi_label else {}
+        self._save(m1, m2, best_stage, validation)
         if self.write_report:
             self._report()
         log.info(f"stage 1 {_fmt(m1)} | stage 2 {_fmt(m2)} | kept stage {best_stage}; "
                  f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
         self._say_where_and_what_next(m2 if best_stage == 2 else m1)
-        return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model)
+        return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model, validation)
+
+    def _thresholds(self) -> dict:
+        """Multi-label: chooses each label's threshold on the validation split; returns the scores there.
+
+        The threshold with the best F1 per label (`choose_thresholds`) goes to
+        `RUN/thresholds.json`, which evaluation, prediction and export read.
+        """
+        from tfl.data.loading import label_matrix
+        from tfl.serving import evaluation
+
+        probs, _ = evaluation.predict_probabilities(
+            self.model, self.data.val.dataset(self.image_size, self.config.data.batch_size))
+        truth = label_matrix(self.data.val.labels, self.data.num_classes)
+        thresholds = evaluation.choose_thresholds(probs, truth)
+        m = evaluation.multilabel_metrics(probs, truth, self.data.class_names, thresholds)
+        self.run.write_thresholds({"thresholds": m["thresholds"], "split": "val", "num_images": m["num_images"],
+                                   "rule": "best F1 per label on the validation split, thresholds "
+                                           f"{evaluation.THRESHOLD_GRID[0]:g}..{evaluation.THRESHOLD_GRID[-1]:g} "
+                                           "in 0.05 steps (ties: nearest 0.5)"})
+        log.info(f"multi-label: per-label thresholds chosen on {m['num_images']} validation images: macro F1 "
+                 f"{m['macro_f1']:.4f}, micro F1 {m['micro_f1']:.4f}, mAP {m['map']:.4f}, exact match "
+                 f"{m['accuracy']:.4f}")
+        return {k: m[k] for k in ("macro_f1", "micro_f1", "map", "accuracy", "num_images", "thresholds")}
 
     def _say_where_and_what_next(self, kept: dict) -> None:
         """Where the model and report are, the next commands, and a loud warning when the model is near chance."""
@@ -440,7 +516,7 @@ class Trainer:
             why = (str(e).strip().splitlines() or [type(e).__name__])[0]
             log.info(f"warning: report not written ({why}); retry with: tfl report {self.run.path}")
 
-    def _save(self, m1, m2, best_stage):
+    def _save(self, m1, m2, best_stage, validation=None):
         from tfl.runs import atomic_path, ensure_space
 
         history = {"stage1": _checkpoint.StageState(self.run, 1).history,
@@ -453,7 +529,8 @@ class Trainer:
         self.run.write_metrics({"stage1": m1, "stage2": m2, "best_stage": best_stage,
                                 "val_accuracy": (m2 if best_stage == 2 else m1).get("val_accuracy"),
                                 "num_train": len(self.data.train), "num_val": len(self.data.val),
-                                "skipped": len(self.data.skipped)})
+                                "skipped": len(self.data.skipped),
+                                **({"validation": validation} if validation else {})})
         state = self.run.read_state()
         state["finished"] = True
         self.run.write_state(state)

@@ -143,7 +143,10 @@ def tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/tune", *,
             stage-2 epochs: up to the base config's `fine_tune_epochs`).
         max_trials: most trials (default 10).
         executions_per_trial: runs per trial with different seeds, averaged.
-        objective: `val_accuracy` (maximised) or `val_loss` (minimised).
+        objective: `val_accuracy` (maximised), `val_loss` (minimised), or for
+            multi-label runs `val_macro_f1`, `val_micro_f1` or `val_map`
+            (maximised; scored at the per-label thresholds each trial chooses
+            on validation).
         max_time: time budget (seconds, or `"15m"`); training stops at the next
             batch once it is spent and the search ends with what it has.
         hyperband_factor: Hyperband's reduction factor.
@@ -193,7 +196,8 @@ def tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/tune", *,
         strategy = strategy_lib.get_strategy(cfg.strategy)
         log.info(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica"
                  f"{'s' if strategy.num_replicas_in_sync > 1 else ''}")
-        image_data = image_data or data_lib.load_data(cfg.data, seed=cfg.seed)
+        image_data = image_data or data_lib.load_data(cfg.data, seed=cfg.seed,
+                                                      multi_label=cfg.model.head.multi_label)
     oracle.log_trials = role != "worker"
     search_tuner = _tuner.TwoStageTuner(oracle, HyperModel(cfg, space), out, data=image_data, strategy=strategy,
                                         executions_per_trial=settings["executions_per_trial"], verbose=verbose,
@@ -235,9 +239,9 @@ def _new_search(config, out, search, fix, tuner, max_trials, executions, objecti
         raise UsageError(str(e)) from None
     cfg.monitor = objective
     kind, _, path = cfg.data.source.partition(":")
-    if kind == "folder" and path:
+    if kind in ("folder", "csv") and path:
         # Absolute, so the trial runs and DIR/best work from any directory.
-        cfg.data.source = f"folder:{os.path.abspath(path)}"
+        cfg.data.source = f"{kind}:{os.path.abspath(path)}"
     try:
         config_lib.validate(cfg)
     except ValueError as e:
@@ -317,11 +321,19 @@ def trial_rows(search_tuner) -> typing.List[dict]:
 def _best_execution(search_tuner, trial_id, objective):
     runs = [search_tuner.run_dir(trial_id, i) for i in range(search_tuner.executions_per_trial)]
     scored = [(RunFolder(r).read_metrics(), r) for r in runs if RunFolder(r).is_trained()]
-    scored = [(m.get("stage2" if m.get("best_stage") == 2 else "stage1", {}).get(objective), r) for m, r in scored]
+    scored = [(_score(m, objective), r) for m, r in scored]
     scored = [(s, r) for s, r in scored if s is not None]
     if not scored:
         return None
     return (min if config_lib.is_minimized(objective) else max)(scored)[1]
+
+
+def _score(metrics: dict, objective: str):
+    """A run's `objective` from its metrics.json: multi-label scores at its thresholds, else its kept stage's."""
+    validation = metrics.get("validation") or {}
+    if objective in config_lib.MULTI_LABEL_METRICS and objective[len("val_"):] in validation:
+        return validation[objective[len("val_"):]]
+    return metrics.get("stage2" if metrics.get("best_stage") == 2 else "stage1", {}).get(objective)
 
 
 def _copy_run(source: str, dest: str) -> None:

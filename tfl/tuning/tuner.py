@@ -32,13 +32,14 @@ from keras_tuner.engine.trial import Trial, TrialStatus
 
 from tfl import _compat
 from tfl._logging import log
-from tfl.config import TrainConfig, is_minimized
+from tfl.config import MONITORS, TrainConfig, is_minimized
 from tfl.errors import UsageError
 from tfl.runs import RunFolder, atomic_write_text, read_json
 from tfl.training.activations import ActivationStore
 from tfl.tuning import space as _search_space
 
-OBJECTIVES = ("val_accuracy", "val_loss")
+# val_macro_f1, val_micro_f1 and val_map need a multi-label head (config.validate says so).
+OBJECTIVES = MONITORS
 
 
 def _atomic_save_json(path: str, state) -> None:
@@ -259,6 +260,10 @@ class TwoStageTuner(kt.Tuner):
             out = {k: float(v) for k, v in kept.items() if k.startswith("val_")}
             out["stage1_val_accuracy"] = float(result.stage1.get("val_accuracy", float("nan")))
             out["stage2_val_accuracy"] = float(result.stage2.get("val_accuracy", float("nan")))
+            # Multi-label: the kept model's scores at the thresholds chosen on validation, which is what
+            # evaluation, export and prediction apply (the epochs' own are at 0.5, mAP interpolated by Keras).
+            out.update({f"val_{k}": float(result.validation[k]) for k in ("macro_f1", "micro_f1", "map")
+                        if k in result.validation})
             out["best_stage"] = float(result.best_stage)
             out["seconds"] = time.time() - t0
             return out
