@@ -165,7 +165,7 @@ def _load_images(split, indices: typing.List[int], size: int) -> dict:
         return resize_image(image, size).numpy().round().astype(np.uint8)
 
     if split.paths:
-        return {i: prepared(decode_image(tf.io.read_file(split.paths[i]))) for i in indices}
+        return {i: prepared(decode_image(tf.io.read_file(os.fsencode(split.paths[i])))) for i in indices}
     wanted, last, out = set(indices), max(indices), {}
     # tfds splits have no paths: walk the split in order, stopping after the last wanted image.
     for i, (image, _) in enumerate(split.raw()):
