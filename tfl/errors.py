@@ -24,3 +24,11 @@ class ImageSizeError(UsageError):
 
 class WeightsUnavailableError(TflError, RuntimeError):
     """ImageNet weights that are neither cached nor downloadable (the message says where to put the file)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; the message says how to continue it (the CLI exits 130).
+
+    A `KeyboardInterrupt`, not a `TflError`: an interruption is no failure, and
+    the `except Exception` blocks of Keras or of a report must never swallow it.
+    """

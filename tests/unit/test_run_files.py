@@ -204,4 +204,4 @@ def test_remove_leftovers_keeps_what_state_names(tmp_path):
     run.write_state({"stage1": {"last": keep[0], "optimizer": keep[1], "best": keep[2]}, "epochs": 3})
     run.remove_leftovers()
     assert sorted(os.listdir(ckpt)) == sorted(keep + ["notes.txt"])
-    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "state.json"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "state.json", "tfl.lock"]  # the lock prepare() took

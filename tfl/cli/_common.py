@@ -37,8 +37,10 @@ class TflGroup(click.Group):
             ctx.exit(e.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("tfl: interrupted", err=True)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (see tfl.interrupts); Interrupted says how to resume
+            from tfl.errors import Interrupted
+
+            click.echo(f"tfl: interrupted: {e}" if isinstance(e, Interrupted) else "tfl: interrupted", err=True)
             ctx.exit(130)
         except BrokenPipeError:
             # `tfl backbones | head`: the reader left; exit quietly like other Unix tools.
@@ -67,6 +69,9 @@ class TflGroup(click.Group):
 def main(ctx, debug):
     """Fine-tune Keras image models in two stages: train a head, then unfreeze the top."""
     ctx.obj = {"debug": debug}
+    from tfl import interrupts
+
+    interrupts.install()  # SIGTERM too stops a command cleanly (exit 130), not in the middle of a write
     if not debug:
         from tfl import _quiet_import
 

@@ -25,6 +25,7 @@ import time
 import typing
 
 from tfl import config as config_lib
+from tfl import interrupts
 from tfl._logging import log
 from tfl.config import TrainConfig, is_minimized
 from tfl.errors import UsageError
@@ -353,19 +354,35 @@ class Trainer:
 
         A full disk stops it with one line; the checkpoints already committed stay
         intact, so `--resume` continues once there is room again.
+        Ctrl-C or SIGTERM (with `tfl.interrupts.install()`, as the command line
+        does) stops it between whole writes and raises `tfl.errors.Interrupted`,
+        whose one line says how to resume. The run folder is unlocked at the end.
         """
         from tfl.runs import disk_full_is_one_line
 
-        with disk_full_is_one_line(f"the run folder {self.run.path}", self._resume_hint):
-            return self._fit()
+        try:
+            with disk_full_is_one_line(f"the run folder {self.run.path}", self._resume_hint):
+                return self._fit()
+        except KeyboardInterrupt as e:
+            from tfl.errors import Interrupted
+            from tfl.interrupts import signal_name
 
-    def _resume_hint(self) -> str:
+            if isinstance(e, Interrupted):
+                raise
+            raise Interrupted(f"{signal_name(e)} stopped the run (last good checkpoint: {self._last_checkpoint()}); "
+                              f"continue it with: tfl train --resume {self.run.path}") from None
+        finally:
+            self.run.release()
+
+    def _last_checkpoint(self) -> str:
         state = self.run.read_state()
         done = [(k, v.get("epochs_done", 0)) for k, v in sorted(state.items()) if isinstance(v, dict)
                 and v.get("epochs_done")]
-        last = f"{done[-1][0].replace('stage', 'stage ')} epoch {done[-1][1]}" if done else "none yet"
+        return f"{done[-1][0].replace('stage', 'stage ')} epoch {done[-1][1]}" if done else "none yet"
+
+    def _resume_hint(self) -> str:
         return (f"free some space and continue with: tfl train --resume {self.run.path} "
-                f"(last good checkpoint: {last})")
+                f"(last good checkpoint: {self._last_checkpoint()})")
 
     def _fit(self) -> FineTuneResult:
         t0 = time.time()
@@ -406,16 +423,17 @@ class Trainer:
                    "stage2": _checkpoint.StageState(self.run, 2).history}
         self.run.write_history(history)
         ensure_space(self.run.path, _checkpoint.variables_bytes(self.model.weights) + (1 << 20))
-        with atomic_path(self.run.model_path) as tmp:
-            self.model.save(tmp)
-            _checkpoint.kill_point("final-save")
-        self.run.write_metrics({"stage1": m1, "stage2": m2, "best_stage": best_stage,
-                                "val_accuracy": (m2 if best_stage == 2 else m1).get("val_accuracy"),
-                                "num_train": len(self.data.train), "num_val": len(self.data.val),
-                                "skipped": len(self.data.skipped)})
-        state = self.run.read_state()
-        state["finished"] = True
-        self.run.write_state(state)
+        with interrupts.protected():  # a signal waits until the run's files are complete
+            with atomic_path(self.run.model_path) as tmp:
+                self.model.save(tmp)
+                _checkpoint.kill_point("final-save")
+            self.run.write_metrics({"stage1": m1, "stage2": m2, "best_stage": best_stage,
+                                    "val_accuracy": (m2 if best_stage == 2 else m1).get("val_accuracy"),
+                                    "num_train": len(self.data.train), "num_val": len(self.data.val),
+                                    "skipped": len(self.data.skipped)})
+            state = self.run.read_state()
+            state["finished"] = True
+            self.run.write_state(state)
 
 
 def _stage_metrics(state, monitor) -> dict:
