@@ -44,17 +44,28 @@ def predict_probabilities(model, dataset) -> typing.Tuple[np.ndarray, np.ndarray
 
 
 def load_model(run_dir: str):
-    """Loads `model.keras` of a run folder (Keras safe mode: nothing is unpickled)."""
+    """Loads `model.keras` of a run folder (or a `.keras` file), never running code from it.
+
+    The file's config is checked first (`tfl.models.trust`: no Lambda layer, no
+    object from outside Keras and tfl), then Keras loads it in safe mode.
+    """
     import keras
 
+    from tfl.errors import TflError
     from tfl.models import classifier as model_lib
+    from tfl.models import trust
     from tfl.runs import RunFolder
 
-    run = RunFolder(run_dir)
-    if not os.path.exists(run.model_path):
+    path = run_dir if run_dir.endswith(".keras") and os.path.isfile(run_dir) else RunFolder(run_dir).model_path
+    if not os.path.exists(path):
         raise UsageError(f"{run_dir} has no model.keras: is it a finished tfl run? (tfl train --resume {run_dir})")
+    trust.check_model_file(path)
     model_lib.register_layers()
-    return keras.saving.load_model(run.model_path, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a file it cannot build
+        raise TflError(f"{path}: Keras cannot load it ({(str(e).strip().splitlines() or [type(e).__name__])[0]})") \
+            from None
 
 
 class Predictor:
