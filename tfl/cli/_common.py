@@ -99,6 +99,18 @@ def quiet_tf() -> None:
         pass
 
 
+def read_config_file(path: str):
+    """The `TrainConfig` in a `--config` file; a bad one (JSON, keys, value types) is one usage line."""
+    from tfl.config import TrainConfig
+    from tfl.errors import UsageError
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return TrainConfig.from_json(f.read())
+    except ValueError as e:
+        raise UsageError(f"--config {path}: {e}") from None
+
+
 def fail(msg: str) -> None:
     from tfl.errors import UsageError
 

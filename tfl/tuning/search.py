@@ -199,7 +199,10 @@ def _tune(config, out, search, fix, tuner, max_trials, executions_per_trial, obj
     else:
         settings = _new_search(config, out, search, fix, tuner, max_trials, executions_per_trial, objective,
                                hyperband_factor, overwrite, role, overrides)
-    cfg = TrainConfig.from_dict(settings["config"])
+    try:
+        cfg = TrainConfig.from_dict(settings["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{os.path.join(out, 'search.json')}: {e}; fix the file or start a new search") from None
     space = _search_space.SearchSpace(**settings["space"])
     deadline = time.time() + max_time if max_time else None
     oracle = _tuner.make_oracle(settings["tuner"], settings["objective"], settings["max_trials"], cfg.seed,
