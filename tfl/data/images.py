@@ -456,6 +456,8 @@ def inspect_files(paths: typing.Sequence[str], decode: bool = True) -> typing.Li
         decode: then decode every file that passed with TensorFlow, as training
             will (see `decode_problems`).
     """
+    if decode and paths:
+        _start_helper()  # it loads TensorFlow while Pillow reads the files
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         infos = list(pool.map(inspect_file, paths))
     if decode:
@@ -506,8 +508,7 @@ def decode_problems(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
         return _decode_here(paths)
     global _helper
     with _DECODE_LOCK:
-        if _helper is None:
-            _helper = _Helper()
+        _start_helper()
         try:
             return _helper.decode(paths)
         except (OSError, ValueError) as e:
@@ -516,6 +517,13 @@ def decode_problems(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
 
             log.info(f"warning: the decode check did not run ({e}): damaged JPEGs may go unnoticed")
             return {}
+
+
+def _start_helper() -> None:
+    global _helper
+    with _DECODE_LOCK:
+        if _helper is None and "tensorflow" not in sys.modules:
+            _helper = _Helper()
 
 
 def _decode_here(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
