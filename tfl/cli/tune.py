@@ -86,6 +86,10 @@ def tune(config_file, search, fix, tuner, max_trials, executions_per_trial, obje
         if not opts.get("data") and not config_file:
             fail("--data is required (folder:PATH or tfds:NAME), or --resume DIR")
         out = out or os.path.join("runs", f"tune-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    if role != "worker":  # a folder another search writes is refused at once, before TensorFlow loads
+        from tfl.runs import FolderLock
+
+        FolderLock.check(out, "search folder")
     if cpu_replicas:
         from tfl.training.strategy import split_cpu
 
