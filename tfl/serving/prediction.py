@@ -49,17 +49,18 @@ def load_model(run_dir: str):
     The file's config is checked first (`tfl.models.trust`: no Lambda layer, no
     object from outside Keras and tfl), then Keras loads it in safe mode.
     """
-    import keras
-
     from tfl.errors import TflError
-    from tfl.models import classifier as model_lib
     from tfl.models import trust
     from tfl.runs import RunFolder
 
     path = run_dir if run_dir.endswith(".keras") and os.path.isfile(run_dir) else RunFolder(run_dir).model_path
     if not os.path.exists(path):
         raise UsageError(f"{run_dir} has no model.keras: is it a finished tfl run? (tfl train --resume {run_dir})")
-    trust.check_model_file(path)
+    trust.check_model_file(path)  # before Keras (or TensorFlow) is even imported
+    import keras
+
+    from tfl.models import classifier as model_lib
+
     model_lib.register_layers()
     try:
         return keras.saving.load_model(path, safe_mode=True)
