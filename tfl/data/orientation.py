@@ -90,18 +90,16 @@ def apply_orientation(image, orientation):
 
     The eight cases are those of `PIL.ImageOps.exif_transpose`: 2 mirror,
     3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse,
-    8 rotate 90 counter-clockwise.
+    8 rotate 90 counter-clockwise. Each is a transpose (5-8) followed by a
+    reversal of rows, columns or both, so two ops do all of them without
+    control flow (a `tf.switch_case` per image halved tf.data's decode rate).
     """
     import tensorflow as tf
 
-    branches = [
-        lambda: image,
-        lambda: tf.image.flip_left_right(image),
-        lambda: tf.image.rot90(image, 2),
-        lambda: tf.image.flip_up_down(image),
-        lambda: tf.image.transpose(image),
-        lambda: tf.image.rot90(image, 3),
-        lambda: tf.image.rot90(tf.image.transpose(image), 2),
-        lambda: tf.image.rot90(image, 1),
-    ]
-    return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
+    o = tf.clip_by_value(tf.cast(orientation, tf.int32), 1, 8)
+    perm = tf.where(o >= 5, tf.constant([1, 0, 2]), tf.constant([0, 1, 2]))
+    #                        orientation: 1  2  3  4  5  6  7  8
+    flip_rows = tf.gather(tf.constant([0, 0, 1, 1, 0, 0, 1, 1]) > 0, o - 1)
+    flip_columns = tf.gather(tf.constant([0, 1, 1, 0, 0, 1, 1, 0]) > 0, o - 1)
+    axes = tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_rows, flip_columns]))
+    return tf.reverse(tf.transpose(image, perm), axes)
