@@ -107,32 +107,34 @@ class Walk:
             self.notes.append(f"{root}: {self._twice} file(s) reached a second time through links "
                               "(or hard links) counted once")
 
-    def _walk(self, folder: str, key, links: list) -> None:
-        self._dirs[key] = folder
-        try:
-            entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
-        except OSError as e:
-            self.notes.append(f"{folder}: cannot read this folder ({e.strerror}): its images are left out")
-            return
-        subdirs = []
-        for entry in entries:
-            try:
-                if entry.is_symlink():
-                    links.append(entry.path)
-                elif entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry)
-                else:
-                    self._add_file(entry.path, entry.stat(follow_symlinks=False))
-            except OSError:
-                self.files.append(entry.path)  # vanished or unreadable: the file check says which
-        for entry in subdirs:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as e:
-                self.notes.append(f"{entry.path}: cannot read this folder ({e.strerror}): its images are left out")
+    def _walk(self, top: str, top_key, links: list) -> None:
+        """Depth first, each folder's files before its sub-folders; a stack, not recursion (trees can
+        be deeper than Python's recursion limit, e.g. after a copy that followed a loop)."""
+        stack = [(top, top_key)]
+        while stack:
+            folder, key = stack.pop()
+            if key in self._dirs:  # bind mounts can repeat a folder too
                 continue
-            if (st.st_dev, st.st_ino) not in self._dirs:  # bind mounts can repeat a folder too
-                self._walk(entry.path, (st.st_dev, st.st_ino), links)
+            self._dirs[key] = folder
+            try:
+                entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+            except OSError as e:
+                self.notes.append(f"{folder}: cannot read this folder ({e.strerror}): its images are left out")
+                continue
+            subdirs = []
+            for entry in entries:
+                try:
+                    if entry.is_symlink():
+                        links.append(entry.path)
+                    elif entry.is_dir(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        subdirs.append((entry.path, (st.st_dev, st.st_ino)))
+                    else:
+                        self._add_file(entry.path, entry.stat(follow_symlinks=False))
+                except OSError:
+                    self.files.append(entry.path)  # vanished or unreadable: the file check says which
+            stack.extend(reversed(subdirs))
 
     def _add_file(self, path: str, st: os.stat_result) -> None:
         key = (st.st_dev, st.st_ino)
@@ -527,42 +529,65 @@ def _start_helper() -> None:
 
 
 def _decode_here(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
+    """`decode_problems` in this process: files decoded in parallel, libjpeg's stderr sent to a file.
+
+    Who said what is known only when one file is decoded at a time, so a chunk
+    is decoded in parallel and, in the rare chunk where libjpeg complained,
+    decoded again one file at a time.
+    """
     import tempfile
 
     import tensorflow as tf
 
-    out = {}
-    with _DECODE_LOCK, tempfile.TemporaryFile() as capture:
+    def decode(path):
+        try:
+            with open(path, "rb") as f:
+                contents = f.read()
+            if contents[:2] == b"\xff\xd8":
+                tf.io.decode_jpeg(contents, channels=3, ratio=8)
+            else:
+                tf.io.decode_image(contents, channels=3, expand_animations=False)
+        except tf.errors.OpError as e:
+            return _op_error(e.message)
+        except OSError as e:
+            return e.strerror or str(e)
+        return None
+
+    out: typing.Dict[str, str] = {}
+    threads = max(1, min(4, os.cpu_count() or 1))
+    with _DECODE_LOCK, tempfile.TemporaryFile() as capture, \
+            concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        fd = capture.fileno()
+
+        def said_since(start: int) -> typing.List[str]:
+            text = os.pread(fd, os.fstat(fd).st_size - start, start).decode("utf-8", "replace")
+            return [line.strip() for line in text.splitlines() if _DAMAGE.search(line) and not _TF_LOG.match(line)]
+
         sys.stderr.flush()
         saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
+        os.dup2(fd, 2)
         try:
-            for path in paths:
-                start = capture.tell()
-                error = None
-                try:
-                    with open(path, "rb") as f:
-                        contents = f.read()
-                    if contents[:2] == b"\xff\xd8":
-                        tf.io.decode_jpeg(contents, channels=3, ratio=8)
-                    else:
-                        tf.io.decode_image(contents, channels=3, expand_animations=False)
-                except tf.errors.OpError as e:
-                    error = _op_error(e.message)
-                except OSError as e:
-                    error = e.strerror or str(e)
-                capture.seek(start)
-                said = capture.read().decode("utf-8", "replace").splitlines()
-                capture.seek(0, os.SEEK_END)
-                damage = [line.strip() for line in said if _DAMAGE.search(line) and not _TF_LOG.match(line)]
-                if damage:
-                    out[path] = (f"damaged JPEG (libjpeg: {damage[0]}): it decodes to smeared garbage from the "
-                                 "damage on; copy it again from the original or remove it")
-                elif error:
-                    out[path] = (f"TensorFlow, which training uses, cannot decode it ({error}): "
-                                 "convert it to JPEG or PNG")
+            for i in range(0, len(paths), 64):
+                chunk = paths[i:i + 64]
+                start = os.fstat(fd).st_size
+                errors = list(pool.map(decode, chunk))
+                if said_since(start):  # someone here is damaged: one at a time, to know who
+                    errors, damage = [], []
+                    for path in chunk:
+                        start = os.fstat(fd).st_size
+                        errors.append(decode(path))
+                        damage.append(said_since(start))
+                else:
+                    damage = [[]] * len(chunk)
+                for path, error, said in zip(chunk, errors, damage):
+                    if said:
+                        out[path] = (f"damaged JPEG (libjpeg: {said[0]}): it decodes to smeared garbage from the "
+                                     "damage on; copy it again from the original or remove it")
+                    elif error:
+                        out[path] = (f"TensorFlow, which training uses, cannot decode it ({error}): "
+                                     "convert it to JPEG or PNG")
         finally:
-            # What else reached stderr meanwhile is the decoder's own chatter: only this thread runs.
+            # What else reached stderr meanwhile is the decoders' own chatter: nothing else runs now.
             os.dup2(saved, 2)
             os.close(saved)
     return out

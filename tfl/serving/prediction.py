@@ -8,6 +8,7 @@ import weakref
 
 import numpy as np
 
+from tfl._logging import log
 from tfl.errors import UsageError
 
 # model -> its traced inference function; weak, so a model that is dropped frees both.
@@ -111,7 +112,10 @@ class Predictor:
         from tfl.data import images as _images
         from tfl.data.loading import Split
 
-        paths = _images.list_images(inputs)
+        notes: list = []
+        paths = _images.list_images(inputs, notes)
+        for note in notes:  # a link loop, a folder linked twice, an unreadable folder
+            log.info(f"warning: {note}")
         problems = dict(_images.check_files(paths))
         good = [p for p in paths if p not in problems]
         results = {p: {"path": p, "error": problems[p]} for p in problems}
