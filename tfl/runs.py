@@ -171,10 +171,7 @@ class FolderLock:
             owner = f.read().strip()
             f.close()
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                who = ("this process (another run in it writes there)" if owner == str(os.getpid())
-                       else f"another tfl process (pid {owner or '?'})")
-                raise UsageError(f"{what} {folder} is in use by {who}: wait for it to finish or stop it, "
-                                 "or choose another folder") from None
+                raise UsageError(_in_use(folder, what, owner)) from None
             return  # a file system without locks (ENOLCK): carry on unlocked, as before
         f.seek(0)
         f.truncate()
@@ -184,14 +181,30 @@ class FolderLock:
 
     @staticmethod
     def check(folder: str, what: str = "run folder") -> None:
-        """Raises `UsageError` when another process holds `folder`'s lock (creates nothing)."""
-        if os.path.exists(os.path.join(folder, LOCK_FILE)):
-            FolderLock(folder, what).release()
+        """Raises `UsageError` when another process holds `folder`'s lock (creates and writes nothing)."""
+        try:
+            import fcntl
+
+            f = open(os.path.join(folder, LOCK_FILE), encoding="utf-8")
+        except (ImportError, OSError):
+            return  # no lock file, or no locking here: nobody holds it
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: a writer's lock excludes it
+            except OSError as e:
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UsageError(_in_use(folder, what, f.read().strip())) from None
 
     def release(self) -> None:
         if self.file is not None:
             self.file.close()  # closing drops the flock; the file stays (deleting it would race)
             self.file = None
+
+
+def _in_use(folder: str, what: str, owner: str) -> str:
+    who = ("this process (another run in it writes there)" if owner == str(os.getpid())
+           else f"another tfl process (pid {owner or '?'})")
+    return f"{what} {folder} is in use by {who}: wait for it to finish or stop it, or choose another folder"
 
 
 def clear_folder(folder: str) -> None:
