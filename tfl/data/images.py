@@ -1,12 +1,18 @@
-"""Finding image files on disk and checking that they decode.
+"""Finding image files on disk and checking that they decode, undamaged.
 
-Checks use Pillow on a reduced-size decode (JPEG draft mode), which finds
-zero-byte, truncated, non-image and unsupported files in about a millisecond
-each, so a bad file is reported by path up front instead of failing an epoch.
+`Walk` lists a folder's files, each real folder and file once (links
+followed, loops named and not followed). Checks use Pillow on a reduced-size
+decode (JPEG draft mode), which finds zero-byte, truncated, non-image and
+unsupported files in about a millisecond each, plus a read of each JPEG's and
+PNG's structure (`jpeg_damage`, `png_damage`); then `decode_problems` decodes
+every file with TensorFlow, as training will, and hears libjpeg's reports of
+damaged data. So a bad file is reported by path up front instead of failing
+an epoch or training on a smeared picture.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import os
@@ -98,16 +104,15 @@ class Walk:
         except OSError as e:
             self.notes.append(f"{root}: cannot read this folder ({e.strerror}): its images are left out")
             return
-        links: typing.List[str] = []
+        links: typing.Deque[str] = collections.deque()
         self._walk(root, (st.st_dev, st.st_ino), links)
         while links:  # what the links add, in order; walking a linked folder can find more links
-            link, links = links[0], links[1:]
-            self._follow(link, links)
+            self._follow(links.popleft(), links)
         if self._twice:
             self.notes.append(f"{root}: {self._twice} file(s) reached a second time through links "
                               "(or hard links) counted once")
 
-    def _walk(self, top: str, top_key, links: list) -> None:
+    def _walk(self, top: str, top_key, links) -> None:
         """Depth first, each folder's files before its sub-folders; a stack, not recursion (trees can
         be deeper than Python's recursion limit, e.g. after a copy that followed a loop)."""
         stack = [(top, top_key)]
@@ -144,7 +149,7 @@ class Walk:
         self._file_ids.add(key)
         self.files.append(path)
 
-    def _follow(self, link: str, links: list) -> None:
+    def _follow(self, link: str, links) -> None:
         try:
             st = os.stat(link)
         except OSError:
