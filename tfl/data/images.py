@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import re
@@ -524,6 +525,27 @@ def decode_problems(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
 
             log.info(f"warning: the decode check did not run ({e}): damaged JPEGs may go unnoticed")
             return {}
+
+
+@contextlib.contextmanager
+def decode_session():
+    """A block whose `decode_problems` calls share one helper process, which ends with the block.
+
+    Loading a dataset checks its splits one after the other; TensorFlow starts
+    once for all of them, and no helper (it holds TensorFlow's memory) outlives
+    the loading in a long Python session.
+    """
+    global _helper
+    with _DECODE_LOCK:
+        outer = _helper is not None
+    try:
+        yield
+    finally:
+        if not outer:
+            with _DECODE_LOCK:
+                helper, _helper = _helper, None
+            if helper is not None:
+                helper.close()
 
 
 def _start_helper() -> None:

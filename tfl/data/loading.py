@@ -214,7 +214,8 @@ def load_data(config: typing.Union[DataConfig, str], seed: int = 42) -> ImageDat
         config = DataConfig(source=config)
     kind, _, rest = config.source.partition(":")
     if kind == "folder" and rest:
-        return _load_folder(rest, config, seed)
+        with _images.decode_session():  # one TensorFlow decode helper for all splits, if one is needed
+            return _load_folder(rest, config, seed)
     if kind == "tfds" and rest:
         return _load_tfds(rest, config)
     raise UsageError(f"--data '{config.source}' is not folder:PATH or tfds:NAME[/CONFIG]")
