@@ -26,12 +26,21 @@ def _handler(signum, frame):
     raise KeyboardInterrupt(name)
 
 
-def install() -> None:
-    """Makes SIGINT and SIGTERM raise `KeyboardInterrupt` (main thread only; elsewhere a no-op)."""
+def install():
+    """Makes SIGINT and SIGTERM raise `KeyboardInterrupt` (main thread only; elsewhere a no-op).
+
+    Returns:
+        A function that puts the previous handlers back.
+    """
     if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _handler)
+        return lambda: None
+    old = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore():
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 @contextlib.contextmanager

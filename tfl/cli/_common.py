@@ -71,7 +71,9 @@ def main(ctx, debug):
     ctx.obj = {"debug": debug}
     from tfl import interrupts
 
-    interrupts.install()  # SIGTERM too stops a command cleanly (exit 130), not in the middle of a write
+    # SIGTERM too stops a command cleanly (exit 130), not in the middle of a write; the handlers are put
+    # back when the command ends (the command line may run inside a program, as in the tests).
+    ctx.call_on_close(interrupts.install())
     if not debug:
         from tfl import _quiet_import
 
