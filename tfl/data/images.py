@@ -466,8 +466,12 @@ def inspect_files(paths: typing.Sequence[str], decode: bool = True) -> typing.Li
     """
     if decode and paths:
         _start_helper()  # it loads TensorFlow while Pillow reads the files
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+    try:
         infos = list(pool.map(inspect_file, paths))
+    finally:
+        # On Ctrl-C, drop the files not started yet instead of reading them all first.
+        pool.shutdown(wait=True, cancel_futures=True)
     if decode:
         problems = decode_problems([i.path for i in infos if not i.problem])
         for info in infos:
@@ -525,6 +529,10 @@ def decode_problems(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
 
             log.info(f"warning: the decode check did not run ({e}): damaged JPEGs may go unnoticed")
             return {}
+        except BaseException:  # Ctrl-C: the helper stops now, not after its files
+            _helper.kill()
+            _helper = None
+            raise
 
 
 @contextlib.contextmanager
@@ -538,14 +546,16 @@ def decode_session():
     global _helper
     with _DECODE_LOCK:
         outer = _helper is not None
+    finished = False
     try:
         yield
+        finished = True
     finally:
         if not outer:
             with _DECODE_LOCK:
                 helper, _helper = _helper, None
             if helper is not None:
-                helper.close()
+                helper.close() if finished else helper.kill()  # on Ctrl-C or an error: at once
 
 
 def _start_helper() -> None:
@@ -652,6 +662,11 @@ class _Helper:
             self.close()
             raise OSError(f"its helper process ended with status {self.proc.returncode}")
         return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def close(self) -> None:
         import subprocess
