@@ -45,3 +45,11 @@ def flag(cli: str, python: str) -> str:
         'overwrite=True'
     """
     return cli if _CLI_NAMES else python
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; the message says how to continue it (the CLI exits 130).
+
+    A `KeyboardInterrupt`, not a `TflError`: an interruption is no failure, and
+    the `except Exception` blocks of Keras or of a report must never swallow it.
+    """

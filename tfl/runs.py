@@ -15,6 +15,7 @@ or served::
       checkpoints/       per-stage weights and optimizer state (resume)
       logs/              TensorBoard logs
       features/          stage 1 backbone features too big for memory (keyed by backbone and data)
+      tfl.lock           held (flock) by the process writing the run, with its pid
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tfl.errors import TflError, UsageError, flag
 
 # Errors that mean "no room to write": a full disk, a quota, a file size limit.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The lock file of a run or search folder (see FolderLock).
+LOCK_FILE = "tfl.lock"
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -123,10 +126,102 @@ def disk_full_is_one_line(what: str, hint: str):
 
 
 def read_json(path: str, default=None):
+    """The JSON in `path` (`default` when there is no file); a damaged file is one `TflError` line."""
     if not os.path.exists(path):
         return default
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise TflError(f"{path} is damaged ({e}): restore it or start the run again with --overwrite") from None
+
+
+class FolderLock:
+    """An exclusive lock on a run or search folder, so that two processes never write it at once.
+
+    `fcntl.flock` on `FOLDER/tfl.lock`, which holds the owner's pid. The kernel
+    drops the lock when its process ends, however it ends (even SIGKILL), so a
+    killed run never leaves a stale lock; the file itself stays.
+
+    Args:
+        folder: the folder (created if missing).
+        what: how the refusal names it ("run folder", "search folder").
+
+    Raises:
+        UsageError: another process holds the lock (one line with its pid).
+
+    Examples:
+        >>> lock = FolderLock("runs/ants", "run folder")
+        >>> lock.release()
+    """
+
+    def __init__(self, folder: str, what: str = "run folder"):
+        self.file = None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return
+        try:
+            os.makedirs(folder, exist_ok=True)
+            f = open(os.path.join(folder, LOCK_FILE), "a+", encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot write the {what} {folder} ({e.strerror or e}); choose another --out") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            f.seek(0)
+            owner = f.read().strip()
+            f.close()
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UsageError(_in_use(folder, what, owner)) from None
+            return  # a file system without locks (ENOLCK): carry on unlocked, as before
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self.file = f
+
+    @staticmethod
+    def check(folder: str, what: str = "run folder") -> None:
+        """Raises `UsageError` when another process holds `folder`'s lock (creates and writes nothing)."""
+        try:
+            import fcntl
+
+            f = open(os.path.join(folder, LOCK_FILE), encoding="utf-8")
+        except (ImportError, OSError):
+            return  # no lock file, or no locking here: nobody holds it
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: a writer's lock excludes it
+            except OSError as e:
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UsageError(_in_use(folder, what, f.read().strip())) from None
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing drops the flock; the file stays (deleting it would race)
+            self.file = None
+
+
+def _in_use(folder: str, what: str, owner: str) -> str:
+    who = ("this process (another run in it writes there)" if owner == str(os.getpid())
+           else f"another tfl process (pid {owner or '?'})")
+    return f"{what} {folder} is in use by {who}: wait for it to finish or stop it, or choose another folder"
+
+
+def clear_folder(folder: str) -> None:
+    """Deletes everything in `folder` but its lock file (the caller holds that lock)."""
+    for entry in os.scandir(folder):
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def _entries(folder: str) -> list:
+    return [n for n in os.listdir(folder) if n != LOCK_FILE]
 
 
 class RunFolder:
@@ -143,6 +238,7 @@ class RunFolder:
 
     def __init__(self, path: str):
         self.path = path
+        self.lock = None  # the FolderLock `prepare` takes
 
     def _p(self, *parts: str) -> str:
         return os.path.join(self.path, *parts)
@@ -180,7 +276,9 @@ class RunFolder:
         out = flag("--out", "out=")
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UsageError(f"{flag('--out ', 'out=')}{self.path} is a file, not a folder; choose another {out}")
-        if (os.path.isdir(self.path) and os.listdir(self.path) and not (resume or overwrite)
+        if self.lock is None:  # this object's own lock is no obstacle
+            FolderLock.check(self.path)
+        if (os.path.isdir(self.path) and _entries(self.path) and not (resume or overwrite)
                 and not self.never_trained()):
             raise UsageError(
                 f"run folder {self.path} already exists: pass {flag('--resume ' + self.path, 'resume=True')} "
@@ -219,22 +317,34 @@ class RunFolder:
         return "plan" in state and not any(isinstance(v, dict) and v.get("epochs_done") for v in state.values())
 
     def prepare(self, resume: bool, overwrite: bool) -> bool:
-        """Creates the folder, refusing to clobber an earlier run by accident.
+        """Creates the folder and locks it (see `FolderLock`; `release` unlocks it), refusing to
+        clobber an earlier run by accident or a folder another process is writing.
 
         Returns:
-            True when this call created the folder (it was absent, empty, replaced, or never trained).
+            True when this call starts the run afresh in it (the folder was absent, replaced, or never
+            trained), so that a failure before the first epoch may remove it again.
         """
         self.preflight(resume, overwrite)
-        created = not resume and not (os.path.isdir(self.path) and not os.listdir(self.path))
-        if not resume and os.path.exists(self.path) and (overwrite or self.never_trained()):
-            shutil.rmtree(self.path)
+        created = not resume and not (os.path.isdir(self.path) and not _entries(self.path))
+        replace = not resume and (overwrite or self.never_trained())
         try:
-            os.makedirs(self.checkpoint_dir, exist_ok=True)
+            os.makedirs(self.path, exist_ok=True)
         except OSError as e:
             raise UsageError(f"cannot create run folder {self.path}: {e.strerror}; choose another --out") from None
+        if self.lock is None:
+            self.lock = FolderLock(self.path)  # before anything is deleted or written
+        if replace:
+            clear_folder(self.path)
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
         if resume:
             self.remove_leftovers()
         return created
+
+    def release(self) -> None:
+        """Unlocks the folder (`prepare` locked it); the lock also ends with the process."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def remove_leftovers(self) -> None:
         """Deletes what a killed process left half-written: temporary files, and checkpoint
@@ -258,8 +368,12 @@ class RunFolder:
 
         if not self.exists():
             raise UsageError(f"{self.path} is not a tfl run folder (no config.json)")
-        with open(self.config_path, encoding="utf-8") as f:
-            return TrainConfig.from_json(f.read())
+        with open(self.config_path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        try:
+            return TrainConfig.from_json(text)
+        except ValueError as e:  # bad JSON, an unknown key, a value outside its type
+            raise UsageError(f"{self.config_path}: {e}; fix the file or start a new run") from None
 
     def write_config(self, cfg) -> None:
         atomic_write_text(self.config_path, cfg.to_json() + "\n")
@@ -268,6 +382,8 @@ class RunFolder:
         names = read_json(self.class_names_path)
         if names is None:
             raise UsageError(f"{self.path} has no class_names.json: is it a finished tfl run?")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise UsageError(f"{self.class_names_path} is not a list of class names: fix the file or train again")
         return names
 
     def write_class_names(self, names) -> None:

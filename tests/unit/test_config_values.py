@@ -249,3 +249,56 @@ def test_unknown_override_keys(key):
     with pytest.raises(TypeError) as info:
         config_lib.apply_overrides(TrainConfig(), **{key: 1})
     assert str(info.value) == f"unknown option {key!r}"
+
+
+# -- values outside their types (config.json from elsewhere) --------------------------------------------
+@pytest.mark.parametrize("path,value,message", [
+    (("stage1", "epochs"), "ten", "stage1.epochs must be an integer, got 'ten'"),
+    (("stage1", "epochs"), 3.0, "stage1.epochs must be an integer, got 3.0"),
+    (("stage1", "epochs"), True, "stage1.epochs must be an integer, got True"),
+    (("data", "strict"), 1, "data.strict must be true or false, got 1"),
+    (("model", "weights"), 5, "model.weights must be a string or null, got 5"),
+    (("model", "image_size"), "224", "model.image_size must be an integer or null, got '224'"),
+    (("model", "head", "dense"), [64, "x"], "model.head.dense must be a list of integers, got [64, 'x']"),
+    (("model", "head", "dense"), "64,32", "model.head.dense must be a list of integers, got '64,32'"),
+    (("stage2", "lr"), None, "stage2.lr must be a number or a string, got None"),
+    (("stage2", "lr"), [1e-3], "stage2.lr must be a number or a string, got [0.001]"),
+    (("model", "head"), "linear", "model.head must be a JSON object, got 'linear'"),
+    (("label_smoothing",), {"a": 1}, "label_smoothing must be a number, got {'a': 1}"),
+])
+def test_values_outside_their_types_are_one_line_naming_the_field(path, value, message):
+    d = TrainConfig().to_dict()
+    target = d
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ValueError) as info:
+        TrainConfig.from_dict(d)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("path,value", [
+    (("stage1", "lr"), 1), (("stage1", "lr"), "auto"), (("model", "head", "dropout"), 0),
+    (("model", "weights"), None), (("model", "image_size"), None), (("model", "head", "dense"), []),
+])
+def test_values_inside_their_types_load(path, value):
+    d = TrainConfig().to_dict()
+    target = d
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    assert TrainConfig.from_dict(d).to_dict() == d
+
+
+def test_bad_json_and_a_non_object_are_one_line():
+    with pytest.raises(ValueError, match=r"^not valid JSON \(Expecting"):
+        TrainConfig.from_json('{"seed": 1,')
+    with pytest.raises(ValueError, match=r"^TrainConfig must be a JSON object, got \[\]"):
+        TrainConfig.from_json("[]")
+
+
+def test_validate_checks_types_of_configs_built_in_python():
+    cfg = TrainConfig()
+    cfg.stage2.epochs = 2.5
+    with pytest.raises(ValueError, match=r"^stage2.epochs must be an integer, got 2.5$"):
+        config_lib.validate(cfg)

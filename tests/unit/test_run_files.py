@@ -11,7 +11,7 @@ import pytest
 from tfl import errors, runs
 from tfl.config import TrainConfig
 from tfl.errors import TflError, UsageError
-from tfl.runs import RunFolder
+from tfl.runs import FolderLock, RunFolder
 
 
 def test_atomic_write_text_replaces_the_file_and_leaves_nothing_behind(tmp_path):
@@ -239,4 +239,68 @@ def test_remove_leftovers_keeps_what_state_names(tmp_path):
     run.write_state({"stage1": {"last": keep[0], "optimizer": keep[1], "best": keep[2]}, "epochs": 3})
     run.remove_leftovers()
     assert sorted(os.listdir(ckpt)) == sorted(keep + ["notes.txt"])
-    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "state.json"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "state.json", "tfl.lock"]  # the lock prepare() took
+
+
+# -- one writer per folder --------------------------------------------------------------------------------
+def test_a_locked_run_folder_is_refused_and_free_again_once_released(tmp_path):
+    first = RunFolder(str(tmp_path / "run"))
+    first.prepare(resume=False, overwrite=False)
+    assert open(tmp_path / "run" / "tfl.lock").read() == f"{os.getpid()}\n"
+    for resume, overwrite in ((True, False), (False, True), (False, False)):
+        with pytest.raises(UsageError) as info:
+            RunFolder(first.path).prepare(resume=resume, overwrite=overwrite)
+        assert str(info.value) == (f"run folder {first.path} is in use by this process (another run in it writes "
+                                   "there): wait for it to finish or stop it, or choose another folder")
+    assert os.path.isdir(first.checkpoint_dir)  # --overwrite deleted nothing
+    first.release()
+    second = RunFolder(first.path)
+    second.prepare(resume=False, overwrite=True)
+    assert sorted(os.listdir(first.path)) == ["checkpoints", "tfl.lock"]
+    second.release()
+
+
+def test_a_lock_held_by_another_process_names_its_pid(tmp_path):
+    import subprocess
+    import sys
+
+    folder = str(tmp_path / "search")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tfl.runs import FolderLock\n"
+                               f"lock = FolderLock({folder!r}, 'search folder')\nprint('locked', flush=True)\n"
+                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(UsageError) as info:
+            FolderLock.check(folder, "search folder")
+        assert str(info.value) == (f"search folder {folder} is in use by another tfl process (pid {holder.pid}): "
+                                   "wait for it to finish or stop it, or choose another folder")
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    FolderLock.check(folder, "search folder")  # its end released the lock; the file stays
+
+
+# -- signals wait for whole writes ------------------------------------------------------------------------
+def test_a_signal_inside_protected_waits_for_the_block_to_end():
+    import signal
+
+    from tfl import interrupts
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        interrupts.install()
+        done = []
+        with pytest.raises(KeyboardInterrupt, match="^SIGTERM$"):
+            with interrupts.protected():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("written")  # the block runs to its end
+                with interrupts.protected():  # nested blocks: only the outermost end raises
+                    done.append("committed")
+        assert done == ["written", "committed"]
+        with pytest.raises(KeyboardInterrupt, match="^SIGINT$"):
+            os.kill(os.getpid(), signal.SIGINT)  # outside a block: at once
+            for _ in range(1000):
+                pass
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)

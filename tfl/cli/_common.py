@@ -40,8 +40,10 @@ class TflGroup(click.Group):
             ctx.exit(e.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("tfl: interrupted", err=True)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (see tfl.interrupts); Interrupted says how to resume
+            from tfl.errors import Interrupted
+
+            click.echo(f"tfl: interrupted: {e}" if isinstance(e, Interrupted) else "tfl: interrupted", err=True)
             ctx.exit(130)
         except BrokenPipeError:
             # `tfl backbones | head`: the reader left; exit quietly like other Unix tools.
@@ -106,6 +108,12 @@ def main(ctx, debug):
     from tfl.errors import use_cli_names
 
     use_cli_names()  # messages name --flags, not Python keyword arguments
+
+    from tfl import interrupts
+
+    # SIGTERM too stops a command cleanly (exit 130), not in the middle of a write; the handlers are put
+    # back when the command ends (the command line may run inside a program, as in the tests).
+    ctx.call_on_close(interrupts.install())
     if not debug:
         from tfl import _quiet_import
 
@@ -131,6 +139,18 @@ def quiet_tf() -> None:
         absl.logging.set_verbosity(absl.logging.ERROR)
     except ImportError:
         pass
+
+
+def read_config_file(path: str):
+    """The `TrainConfig` in a `--config` file; a bad one (JSON, keys, value types) is one usage line."""
+    from tfl.config import TrainConfig
+    from tfl.errors import UsageError
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return TrainConfig.from_json(f.read())
+    except ValueError as e:
+        raise UsageError(f"--config {path}: {e}") from None
 
 
 def fail(msg: str) -> None:

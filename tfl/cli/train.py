@@ -8,7 +8,7 @@ import os
 
 import click
 
-from tfl.cli._common import echo_json, fail, main, option, quiet_tf
+from tfl.cli._common import echo_json, fail, main, option, quiet_tf, read_config_file
 from tfl.config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
@@ -214,16 +214,13 @@ def train(config_file, out, resume_dir, overwrite, **opts):
     Example:
       tfl train --data folder:photos --backbone mobilenet_025 --out runs/photos
     """
-    from tfl.config import TrainConfig
-
     if resume_dir:
         out = resume_dir
         cfg = None
     else:
         base = None
         if config_file:
-            with open(config_file, encoding="utf-8") as f:
-                base = TrainConfig.from_json(f.read())
+            base = read_config_file(config_file)
         cfg = build_config(base, **opts)
         if not opts.get("data") and not config_file:
             fail("--data is required (folder:PATH or tfds:NAME), or --resume RUN")

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from tfl.cli._common import echo_json, fail, main, option, quiet_tf
+from tfl.cli._common import echo_json, fail, main, option, quiet_tf, read_config_file
 from tfl.cli.train import build_config, data_options, train_options
 from tfl.config import MONITORS
 from tfl.tuning.space import PARAMS
@@ -81,7 +81,6 @@ def tune(config_file, search, fix, tuner, max_trials, executions_per_trial, obje
     if list_params:
         _list_params()
         return
-    from tfl.config import TrainConfig
     from tfl.tuning import distributed as _distributed
     from tfl.tuning import space as _search_space
 
@@ -95,12 +94,15 @@ def tune(config_file, search, fix, tuner, max_trials, executions_per_trial, obje
     else:
         base = None
         if config_file:
-            with open(config_file, encoding="utf-8") as f:
-                base = TrainConfig.from_json(f.read())
+            base = read_config_file(config_file)
         cfg = build_config(base, **opts)
         if not opts.get("data") and not config_file:
             fail("--data is required (folder:PATH or tfds:NAME), or --resume DIR")
         out = out or os.path.join("runs", f"tune-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    if role != "worker":  # a folder another search writes is refused at once, before TensorFlow loads
+        from tfl.runs import FolderLock
+
+        FolderLock.check(out, "search folder")
     if cpu_replicas:
         from tfl.training.strategy import split_cpu
 

@@ -1,16 +1,26 @@
-"""Finding image files on disk and checking that they decode.
+"""Finding image files on disk and checking that they decode, undamaged.
 
-Checks use Pillow on a reduced-size decode (JPEG draft mode), which finds
-zero-byte, truncated, non-image and unsupported files in about a millisecond
-each, so a bad file is reported by path up front instead of failing an epoch.
+`Walk` lists a folder's files, each real folder and file once (links
+followed, loops named and not followed). Checks use Pillow on a reduced-size
+decode (JPEG draft mode), which finds zero-byte, truncated, non-image and
+unsupported files in about a millisecond each, plus a read of each JPEG's and
+PNG's structure (`jpeg_damage`, `png_damage`); then `decode_problems` decodes
+every file with TensorFlow, as training will, and hears libjpeg's reports of
+damaged data. So a bad file is reported by path up front instead of failing
+an epoch or training on a smeared picture.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import re
+import stat
+import sys
+import threading
 import typing
 
 
@@ -39,29 +49,144 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 def class_folders(folder: str) -> typing.List[str]:
-    """Sorted names of the visible sub-folders of `folder`."""
-    if not os.path.isdir(folder):
+    """Sorted names of the visible sub-folders of `folder` (links to folders count; unreadable: none)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
         return []
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    return sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
 
 
-def list_files(folder: str) -> typing.List[str]:
-    """All visible files below `folder`, recursively, in a stable order."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
-    return out
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links; a link loop (ELOOP) or no permission is no folder
+    except OSError:
+        return False
 
 
-def list_images(inputs: typing.Sequence[str]) -> typing.List[str]:
-    """Expands files and folders (walked recursively) into a list of files."""
+def is_file(entry: os.DirEntry) -> bool:
+    """`entry.is_file()` (links followed), False where that fails (a loop of links, no permission)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+class Walk:
+    """The visible files below a folder, each real folder and file once, and what was odd on the way.
+
+    Links are followed, but a link back to a folder above it (a loop) is not, and a folder or
+    file reached a second time (two links to one place) is listed once. The real tree is walked
+    first, so files keep their own paths; links only add what is not there already. Unreadable
+    folders, loops and duplicates end in `notes`, one line each; broken links and special files
+    stay in `files`, so that the file checks report each of them by path.
+
+    Args:
+        root: the folder to walk.
+
+    Attributes:
+        files: the file paths, in a stable order (each folder's files, then its sub-folders).
+        notes: one line per folder that was not walked (loop, duplicate, unreadable).
+
+    Examples:
+        >>> Walk("photos/train/bees").files[:1]
+        ['photos/train/bees/1.jpg']
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+        self.files: typing.List[str] = []
+        self.notes: typing.List[str] = []
+        self._dirs: typing.Dict[typing.Tuple[int, int], str] = {}  # (device, inode) -> first path
+        self._file_ids: typing.Set[typing.Tuple[int, int]] = set()
+        self._twice = 0
+        try:
+            st = os.stat(root)
+        except OSError as e:
+            self.notes.append(f"{root}: cannot read this folder ({e.strerror}): its images are left out")
+            return
+        links: typing.Deque[str] = collections.deque()
+        self._walk(root, (st.st_dev, st.st_ino), links)
+        while links:  # what the links add, in order; walking a linked folder can find more links
+            self._follow(links.popleft(), links)
+        if self._twice:
+            self.notes.append(f"{root}: {self._twice} file(s) reached a second time through links "
+                              "(or hard links) counted once")
+
+    def _walk(self, top: str, top_key, links) -> None:
+        """Depth first, each folder's files before its sub-folders; a stack, not recursion (trees can
+        be deeper than Python's recursion limit, e.g. after a copy that followed a loop)."""
+        stack = [(top, top_key)]
+        while stack:
+            folder, key = stack.pop()
+            if key in self._dirs:  # bind mounts can repeat a folder too
+                continue
+            self._dirs[key] = folder
+            try:
+                entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+            except OSError as e:
+                self.notes.append(f"{folder}: cannot read this folder ({e.strerror}): its images are left out")
+                continue
+            subdirs = []
+            for entry in entries:
+                try:
+                    if entry.is_symlink():
+                        links.append(entry.path)
+                    elif entry.is_dir(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        subdirs.append((entry.path, (st.st_dev, st.st_ino)))
+                    else:
+                        self._add_file(entry.path, entry.stat(follow_symlinks=False))
+                except OSError:
+                    self.files.append(entry.path)  # vanished or unreadable: the file check says which
+            stack.extend(reversed(subdirs))
+
+    def _add_file(self, path: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if key in self._file_ids:
+            self._twice += 1
+            return
+        self._file_ids.add(key)
+        self.files.append(path)
+
+    def _follow(self, link: str, links) -> None:
+        try:
+            st = os.stat(link)
+        except OSError:
+            self.files.append(link)  # broken, a loop of links, or unreadable: the file check names it
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            self._add_file(link, st)
+            return
+        key = (st.st_dev, st.st_ino)
+        real = os.path.realpath(link)
+        here = os.path.realpath(os.path.dirname(link))
+        if here == real or here.startswith(real.rstrip(os.sep) + os.sep):
+            self.notes.append(f"{link} links back to {real}, a folder that contains it (a loop): not followed")
+        elif key in self._dirs:
+            self.notes.append(f"{link} is the folder {self._dirs[key]} again (a second link to it): "
+                              "its images are counted once")
+        else:
+            self._walk(link, key, links)
+
+
+def list_files(folder: str, notes: typing.Optional[list] = None) -> typing.List[str]:
+    """All visible files below `folder` (see `Walk`); what was odd on the way is added to `notes`."""
+    walk = Walk(folder)
+    if notes is not None:
+        notes.extend(walk.notes)
+    return walk.files
+
+
+def list_images(inputs: typing.Sequence[str], notes: typing.Optional[list] = None) -> typing.List[str]:
+    """Expands files and folders (walked recursively, see `Walk`) into a list of files."""
     out = []
     for item in inputs:
         if os.path.isdir(item):
-            out += list_files(item)
-        elif os.path.isfile(item):
-            out.append(item)
+            out += list_files(item, notes)
+        elif os.path.lexists(item):
+            out.append(item)  # a file, or a broken link: the file check says which
         else:
             from tfl.errors import UsageError
 
@@ -109,13 +234,17 @@ def inspect_file(path: str) -> FileInfo:
 
     info = FileInfo(path)
     try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            info.problem = f"file too large ({os.path.getsize(path) >> 20} MB) for an image: not read"
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # opening a FIFO would wait for ever
+            info.problem = f"not a regular file ({_file_kind(st.st_mode)}): remove it from the data folder"
+            return info
+        if st.st_size > MAX_FILE_BYTES:
+            info.problem = f"file too large ({st.st_size >> 20} MB) for an image: not read"
             return info
         with open(path, "rb") as f:
             contents = f.read()
     except OSError as e:
-        info.problem = f"cannot read ({e.strerror})"
+        info.problem = _unreadable(path, e)
         return info
     info.digest = hashlib.sha1(contents).hexdigest()
     if not contents:
@@ -140,6 +269,12 @@ def inspect_file(path: str) -> FileInfo:
             else:
                 im.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale, enough to find corruption
                 im.load()
+                # What Pillow accepts can still be damaged (and Pillow half-loads truncated files when
+                # a program set ImageFile.LOAD_TRUNCATED_IMAGES): read the file's structure too.
+                if fmt == "JPEG":
+                    info.problem = jpeg_damage(contents)
+                elif fmt == "PNG":
+                    info.problem = png_damage(contents)
     except Image.DecompressionBombError as e:
         size = re.search(r"\((\d+) pixels\)", str(e))
         info.problem = (f"image too large ({int(size.group(1)) // 1_000_000} megapixels, a decompression bomb?): "
@@ -150,7 +285,31 @@ def inspect_file(path: str) -> FileInfo:
             info.problem = _unidentified(contents, path)
         else:
             info.problem = f"cannot decode {info.format or 'image'} ({msg})"
+    except Exception as e:  # noqa: BLE001 - a hostile file may break a decoder in any way; it is one bad file
+        why = (str(e).splitlines() or [""])[0]
+        info.problem = f"cannot decode {info.format or 'image'} ({type(e).__name__}{': ' + why if why else ''})"
     return info
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def _unreadable(path: str, e: OSError) -> str:
+    import errno
+
+    if os.path.islink(path):
+        if e.errno == errno.ELOOP:
+            return "a link that leads back to itself (a loop of links): remove it"
+        if e.errno == errno.ENOENT:
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"broken link to {target} (no such file): restore the file or remove the link"
+    return f"cannot read ({e.strerror or e})"
 
 
 # Magic numbers of files Pillow cannot open, so that the report names the format.
@@ -182,19 +341,360 @@ def _unidentified(contents: bytes, path: str) -> str:
         return "not an image (unknown format)"
 
 
-def inspect_files(paths: typing.Sequence[str]) -> typing.List[FileInfo]:
-    """`inspect_file` of every path, in parallel (the work is mostly I/O and C code)."""
+# A run of zero bytes this long inside JPEG image data is a zeroed block (a failed copy, a bad disk
+# sector), unless zero bits are what a flat area encodes to with the scan's Huffman tables (then the
+# run can be real, and libjpeg's own check below is what is left).
+JPEG_ZERO_RUN = 32
+# Where JPEG image data ends: a marker other than a stuffed 0xFF00 or a restart marker.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def jpeg_damage(contents: bytes) -> typing.Optional[str]:
+    """Why a JPEG that decodes is damaged anyway, from its structure (no decoding), or None.
+
+    Reads the markers and the Huffman tables and looks for a block of zero bytes inside a scan's
+    image data that cannot be a flat area: decoders fill the rest of the image with smeared
+    garbage from there, often without a word (libjpeg stays silent in about 1 of 7 such files).
+    Arithmetic-coded and lossless JPEGs are not looked into.
+    """
+    n, pos = len(contents), 2
+    tables: typing.Dict[typing.Tuple[int, int], int] = {}  # (class 0 DC / 1 AC, id) -> first symbol
+    coded = False
+    while pos + 4 <= n:
+        if contents[pos] != 0xFF:
+            return None  # not a marker where one must be: Pillow and libjpeg judge this themselves
+        marker = contents[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return None
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        length = int.from_bytes(contents[pos + 2:pos + 4], "big")
+        segment = contents[pos + 4:pos + 2 + length]
+        pos += 2 + length
+        if marker in (0xC0, 0xC1, 0xC2):
+            coded = True
+        elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return None  # lossless or arithmetic coding: zero runs mean something else there
+        elif marker == 0xC4:
+            _read_huffman_tables(segment, tables)
+        elif marker == 0xDA:
+            end = _SCAN_END.search(contents, pos)
+            stop = end.start() if end else n
+            if coded and not _zeros_can_be_flat(segment, tables):
+                at = contents.find(b"\x00" * JPEG_ZERO_RUN, pos, stop)
+                if at >= 0:
+                    run = len(contents[at:stop]) - len(contents[at:stop].lstrip(b"\x00"))
+                    return (f"damaged JPEG: {run} zero bytes at byte {at} inside its image data (a zeroed block, "
+                            "e.g. from a failed copy or a bad disk): it decodes to smeared garbage from there; "
+                            "copy it again from the original or remove it")
+            pos = stop
+    return None
+
+
+def _read_huffman_tables(segment: bytes, tables: dict) -> None:
+    i = 0
+    while i + 17 <= len(segment):
+        kind, counts = segment[i], segment[i + 1:i + 17]
+        total = sum(counts)
+        if total:
+            # Canonical codes: the all-zero code is the first code of the shortest length,
+            # the first symbol listed.
+            tables[(kind >> 4, kind & 0x0F)] = segment[i + 17] if i + 17 < len(segment) else -1
+        i += 17 + total
+
+
+def _zeros_can_be_flat(sos: bytes, tables: dict) -> bool:
+    """Whether all-zero bits decode to flat blocks with this scan's tables (then a zero run can be real)."""
+    if not sos:
+        return True
+    ns = sos[0]
+    if len(sos) < 1 + 2 * ns + 3:
+        return True
+    ss, se, ah = sos[1 + 2 * ns], sos[2 + 2 * ns], sos[3 + 2 * ns] >> 4
+    for c in range(ns):
+        dc, ac = sos[2 + 2 * c] >> 4, sos[2 + 2 * c] & 0x0F
+        if ss == 0 and not ah and tables.get((0, dc), 0) != 0:
+            return False  # the zero code is a DC change, not "same as the last block"
+        if se > 0:
+            first = tables.get((1, ac), 0)
+            if ss == 0 and first != 0x00:
+                return False  # sequential: the zero code is a coefficient, not end-of-block
+            if ss > 0 and (first & 0x0F or first == 0xF0):
+                return False  # progressive: the zero code is a coefficient, not an end-of-band run
+    return True
+
+
+def png_damage(contents: bytes) -> typing.Optional[str]:
+    """Why a PNG is damaged, from its chunks (checksums, the end chunk), or None.
+
+    Pillow refuses the same files, except in a program that set
+    `PIL.ImageFile.LOAD_TRUNCATED_IMAGES`, where it half-loads them; this check
+    does not depend on that setting.
+    """
+    import zlib
+
+    pos, n, seen_data = 8, len(contents), False
+    while pos + 12 <= n:
+        length = int.from_bytes(contents[pos:pos + 4], "big")
+        kind = contents[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > n:
+            return "truncated PNG (it ends inside a chunk): copy it again from the original or remove it"
+        crc = int.from_bytes(contents[end - 4:end], "big")
+        critical = not kind[0] & 0x20
+        if critical and zlib.crc32(contents[pos + 4:end - 4]) != crc:
+            return (f"damaged PNG (the checksum of its {kind.decode('latin-1')} chunk does not match): "
+                    "copy it again from the original or remove it")
+        seen_data |= kind == b"IDAT"
+        if kind == b"IEND":
+            return None if seen_data else "damaged PNG (no image data): remove it"
+        pos = end
+    return "truncated PNG (no end chunk): copy it again from the original or remove it"
+
+
+def inspect_files(paths: typing.Sequence[str], decode: bool = True) -> typing.List[FileInfo]:
+    """`inspect_file` of every path, in parallel (the work is mostly I/O and C code).
+
+    Args:
+        paths: the files.
+        decode: then decode every file that passed with TensorFlow, as training
+            will (see `decode_problems`).
+    """
+    if decode and paths:
+        _start_helper()  # it loads TensorFlow while Pillow reads the files
     from tfl._progress import Progress
 
-    out = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool, \
-            Progress("checking image files", len(paths), "files") as progress:
-        for info in pool.map(inspect_file, paths):
-            out.append(info)
-            progress.update(1)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+    infos = []
+    try:
+        with Progress("checking image files", len(paths), "files") as progress:
+            for info in pool.map(inspect_file, paths):
+                infos.append(info)
+                progress.update(1)
+    finally:
+        # On Ctrl-C, drop the files not started yet instead of reading them all first.
+        pool.shutdown(wait=True, cancel_futures=True)
+    if decode:
+        problems = decode_problems([i.path for i in infos if not i.problem])
+        for info in infos:
+            info.problem = info.problem or problems.get(info.path)
+    return infos
+
+
+def check_files(paths: typing.Sequence[str], decode: bool = True) -> typing.List[typing.Tuple[str, str]]:
+    """(path, reason) for every file in `paths` that cannot be used."""
+    return [(i.path, i.problem) for i in inspect_files(paths, decode) if i.problem]
+
+
+# -- decoding with TensorFlow ---------------------------------------------------------------
+# libjpeg's warnings that mean the image data is damaged (the pixels from there on are made up).
+# Its other warnings (an unknown JFIF version, a bad ICC profile, a missing end marker after
+# complete data) leave the pixels intact.
+_DAMAGE = re.compile(r"Corrupt JPEG data: (?!bad ICC marker)|Invalid SOS parameters|Inconsistent progression")
+# TensorFlow's own log lines ("E0000 00:00:17... jpeg_mem.cc:331] ...") and absl's first-line notice.
+_TF_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
+_DECODE_LOCK = threading.RLock()
+_helper = None  # the helper process (see _Helper), started on first use
+
+
+def decode_problems(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
+    """Decodes each file with TensorFlow, as training will, and says which it cannot use.
+
+    A file fails when TensorFlow cannot decode it (what Pillow opens,
+    TensorFlow does not always: 8-bit BMPs, for one) or when libjpeg, while
+    decoding it, reports damaged data ("Corrupt JPEG data: premature end of
+    data segment", "... N extraneous bytes before marker", "bad Huffman
+    code"): the image decodes, but smeared from the damage on. libjpeg only
+    prints these to stderr, so each file is decoded alone with the process's
+    stderr sent to a file. JPEGs are decoded at 1/8 scale (the same data is
+    read, the inverse transform is 64 times smaller).
+
+    In a process that has not loaded TensorFlow (`tfl check`), the decoding
+    runs in a helper process (one per process, started on first use), so
+    the check itself stays small.
+
+    Returns:
+        path -> reason, for the files that cannot be used.
+    """
+    if not paths:
+        return {}
+    if "tensorflow" in sys.modules:
+        return _decode_here(paths)
+    global _helper
+    with _DECODE_LOCK:
+        _start_helper()
+        try:
+            return _helper.decode(paths)
+        except (OSError, ValueError) as e:
+            _helper = None
+            from tfl._logging import log
+
+            log.info(f"warning: the decode check did not run ({e}): damaged JPEGs may go unnoticed")
+            return {}
+        except BaseException:  # Ctrl-C: the helper stops now, not after its files
+            _helper.kill()
+            _helper = None
+            raise
+
+
+@contextlib.contextmanager
+def decode_session():
+    """A block whose `decode_problems` calls share one helper process, which ends with the block.
+
+    Loading a dataset checks its splits one after the other; TensorFlow starts
+    once for all of them, and no helper (it holds TensorFlow's memory) outlives
+    the loading in a long Python session.
+    """
+    global _helper
+    with _DECODE_LOCK:
+        outer = _helper is not None
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        if not outer:
+            with _DECODE_LOCK:
+                helper, _helper = _helper, None
+            if helper is not None:
+                helper.close() if finished else helper.kill()  # on Ctrl-C or an error: at once
+
+
+def _start_helper() -> None:
+    global _helper
+    with _DECODE_LOCK:
+        if _helper is None and "tensorflow" not in sys.modules:
+            _helper = _Helper()
+
+
+def _decode_here(paths: typing.Sequence[str]) -> typing.Dict[str, str]:
+    """`decode_problems` in this process: files decoded in parallel, libjpeg's stderr sent to a file.
+
+    Who said what is known only when one file is decoded at a time, so a chunk
+    is decoded in parallel and, in the rare chunk where libjpeg complained,
+    decoded again one file at a time.
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    def decode(path):
+        try:
+            with open(path, "rb") as f:
+                contents = f.read()
+            if contents[:2] == b"\xff\xd8":
+                tf.io.decode_jpeg(contents, channels=3, ratio=8)
+            else:
+                tf.io.decode_image(contents, channels=3, expand_animations=False)
+        except tf.errors.OpError as e:
+            return _op_error(e.message)
+        except OSError as e:
+            return e.strerror or str(e)
+        return None
+
+    out: typing.Dict[str, str] = {}
+    threads = max(1, min(4, os.cpu_count() or 1))
+    with _DECODE_LOCK, tempfile.TemporaryFile() as capture, \
+            concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        fd = capture.fileno()
+
+        def said_since(start: int) -> typing.List[str]:
+            text = os.pread(fd, os.fstat(fd).st_size - start, start).decode("utf-8", "replace")
+            return [line.strip() for line in text.splitlines() if _DAMAGE.search(line) and not _TF_LOG.match(line)]
+
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(fd, 2)
+        try:
+            for i in range(0, len(paths), 64):
+                chunk = paths[i:i + 64]
+                start = os.fstat(fd).st_size
+                errors = list(pool.map(decode, chunk))
+                if said_since(start):  # someone here is damaged: one at a time, to know who
+                    errors, damage = [], []
+                    for path in chunk:
+                        start = os.fstat(fd).st_size
+                        errors.append(decode(path))
+                        damage.append(said_since(start))
+                else:
+                    damage = [[]] * len(chunk)
+                for path, error, said in zip(chunk, errors, damage):
+                    if said:
+                        out[path] = (f"damaged JPEG (libjpeg: {said[0]}): it decodes to smeared garbage from the "
+                                     "damage on; copy it again from the original or remove it")
+                    elif error:
+                        out[path] = (f"TensorFlow, which training uses, cannot decode it ({error}): "
+                                     "convert it to JPEG or PNG")
+        finally:
+            # What else reached stderr meanwhile is the decoders' own chatter: nothing else runs now.
+            os.dup2(saved, 2)
+            os.close(saved)
     return out
 
 
-def check_files(paths: typing.Sequence[str]) -> typing.List[typing.Tuple[str, str]]:
-    """(path, reason) for every file in `paths` that cannot be used."""
-    return [(i.path, i.problem) for i in inspect_files(paths) if i.problem]
+def _op_error(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    text = lines[0] if lines else message
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text).split(" [Op:")[0]
+
+
+class _Helper:
+    """A child process that runs `_decode_here` (it imports TensorFlow, so the caller does not)."""
+
+    def __init__(self):
+        import subprocess
+
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from tfl.data.images import _helper_main; _helper_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        import atexit
+
+        atexit.register(self.close)
+
+    def decode(self, paths) -> typing.Dict[str, str]:
+        import json
+
+        self.proc.stdin.write((json.dumps(list(paths)) + "\n").encode())
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.close()
+            raise OSError(f"its helper process ended with status {self.proc.returncode}")
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _helper_main() -> None:
+    """The helper process: a JSON list of paths per line in, a JSON object of problems per line out."""
+    import json
+
+    reply = os.fdopen(os.dup(1), "w")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # whatever TensorFlow prints stays out of the replies
+    import tensorflow as tf  # noqa: F401 - loaded once, before the first request
+
+    for line in sys.stdin:
+        reply.write(json.dumps(_decode_here(json.loads(line))) + "\n")
+        reply.flush()

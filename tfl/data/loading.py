@@ -38,10 +38,15 @@ def resize_image(image, image_size: int):
 
 
 def decode_image(contents):
-    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 RGB [H, W, 3] (first GIF frame)."""
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 RGB [H, W, 3] (first GIF frame), turned upright
+    as the JPEG's EXIF orientation says (`tfl.data.orientation`), as viewers show it."""
     import tensorflow as tf
 
+    from tfl.data import orientation
+
     image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    image = orientation.apply_orientation(image, orientation.exif_orientation(contents))
     image.set_shape([None, None, 3])
     return image
 
@@ -84,7 +89,7 @@ class Split:
         if self.paths is not None:
             for path in self.paths:
                 st = os.stat(path)
-                h.update(f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                h.update(os.fsencode(os.path.abspath(path)) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         elif self.tfds_dataset is not None:
             for image, label in self.tfds_dataset.take(4):
                 h.update(np.asarray(image).tobytes() + np.asarray(label).tobytes())
@@ -96,7 +101,9 @@ class Split:
 
         if self.tfds_dataset is not None:
             return self.tfds_dataset.map(lambda x, y: (x, tf.cast(y, tf.int32)))
-        ds = tf.data.Dataset.from_tensor_slices((self.paths, tf.constant(self.labels, tf.int32)))
+        # As bytes: a file name that is not UTF-8 (an old archive's Latin-1 names) is still a path.
+        paths = [os.fsencode(p) for p in self.paths]
+        ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(self.labels, tf.int32)))
         return ds.map(lambda p, y: (decode_image(tf.io.read_file(p)), y), num_parallel_calls=_threads())
 
     def _decoded(self, image_size: int):
@@ -272,16 +279,19 @@ def load_data(config: typing.Union[DataConfig, str, typing.Any], seed: int = 42,
             raise UsageError(f"load_data: {e}") from None
     if table is not None:
         parsed = tables.read_table(table, root=root, expect_multi_label=multi_label, **_table_options(config))
-        return _from_table(parsed, config, seed, multi_label, "table")
+        with _images.decode_session():
+            return _from_table(parsed, config, seed, multi_label, "table")
     source = normalize_source(config.source)
     if source != config.source:
         config = dataclasses.replace(config, source=source)
     kind, _, rest = config.source.partition(":")
     if kind == "folder" and rest:
-        data = _load_folder(rest, config, seed)
+        with _images.decode_session():  # one TensorFlow decode helper for all splits, if one is needed
+            data = _load_folder(rest, config, seed)
     elif kind == "csv" and rest:
         parsed = tables.read_csv(rest, expect_multi_label=multi_label, **_table_options(config))
-        return _from_table(parsed, config, seed, multi_label, config.source)
+        with _images.decode_session():
+            return _from_table(parsed, config, seed, multi_label, config.source)
     elif kind == "tfds" and rest:
         data = _load_tfds(rest, config, multi_label)
     elif kind not in SOURCE_KINDS and ("/" in config.source or config.source.startswith((".", "~"))):
@@ -419,7 +429,7 @@ def _load_folder(root: str, config: DataConfig, seed: int) -> ImageData:
                          "a classifier needs at least two")
     skipped: list = []
     files: dict = {}
-    train = _folder_split("train", train_dir, class_names, config, skipped, files)
+    train = _folder_split("train", train_dir, class_names, config, skipped, files, warnings)
     for label, count in enumerate(_counts(train, len(class_names))):
         if not count:
             folder = os.path.join(train_dir, class_names[label])
@@ -431,10 +441,10 @@ def _load_folder(root: str, config: DataConfig, seed: int) -> ImageData:
         if not os.path.isdir(val_dir):
             raise UsageError(f"--val-split {config.val_split}: no folder {val_dir}")
     if val_dir:
-        val = _folder_split("val", val_dir, class_names, config, skipped, files)
+        val = _folder_split("val", val_dir, class_names, config, skipped, files, warnings)
     else:
         train, val = _hold_out(train, config.val_fraction, seed)
-    test = (_folder_split("test", splits["test"], class_names, config, skipped, files)
+    test = (_folder_split("test", splits["test"], class_names, config, skipped, files, warnings)
             if "test" in splits else None)
     for split in (train, val):
         if len(split) == 0:
@@ -451,7 +461,10 @@ def _class_names(train_dir: str, warnings: list) -> typing.List[str]:
             names.append(cls)
         else:
             warnings.append(f"{os.path.join(train_dir, cls)}: empty class folder, ignored")
-    stray = [e.name for e in os.scandir(train_dir) if e.is_file() and not e.name.startswith(".")]
+    try:
+        stray = [e.name for e in os.scandir(train_dir) if not e.name.startswith(".") and _images.is_file(e)]
+    except OSError:
+        stray = []  # an unreadable folder has no classes either: load_data says so
     if stray:
         warnings.append(f"{train_dir}: {len(stray)} file(s) outside class folders ignored "
                         f"({', '.join(sorted(stray)[:3])}{', ...' if len(stray) > 3 else ''})")
@@ -462,14 +475,14 @@ def _counts(split: Split, num_classes: int) -> typing.List[int]:
     return label_counts(split.labels, num_classes)
 
 
-def _folder_split(name, folder, class_names, config, skipped, files=None) -> Split:
+def _folder_split(name, folder, class_names, config, skipped, files=None, warnings=None) -> Split:
     extra = [c for c in sorted(set(_images.class_folders(folder)) - set(class_names))
              if _images.list_files(os.path.join(folder, c))]  # empty leftovers do no harm
     if extra:
         raise UsageError(f"{folder} has class folders not in train: {', '.join(extra)}")
     paths, labels = [], []
     for label, cls in enumerate(class_names):
-        for path in _images.list_files(os.path.join(folder, cls)):
+        for path in _images.list_files(os.path.join(folder, cls), warnings):
             paths.append(path)
             labels.append(label)
     infos = _images.inspect_files(paths)

@@ -272,7 +272,7 @@ def _load_images(split, indices: typing.List[int]) -> dict:
         return _plots.fit_within(image, _plots.THUMBNAIL), tuple(int(d) for d in image.shape[:2])
 
     if split.paths:
-        return {i: prepared(decode_image(tf.io.read_file(split.paths[i])).numpy()) for i in indices}
+        return {i: prepared(decode_image(tf.io.read_file(os.fsencode(split.paths[i])))) for i in indices}
     wanted, last, out = set(indices), max(indices), {}
     # tfds splits have no paths: walk the split in order, stopping after the last wanted image.
     for i, (image, _) in enumerate(split.raw()):

@@ -8,6 +8,7 @@ import weakref
 
 import numpy as np
 
+from tfl._logging import log
 from tfl.errors import UsageError
 
 # model -> its traced inference function; weak, so a model that is dropped frees both.
@@ -51,17 +52,29 @@ def run_thresholds(run) -> np.ndarray:
 
 
 def load_model(run_dir: str):
-    """Loads `model.keras` of a run folder (Keras safe mode: nothing is unpickled)."""
+    """Loads `model.keras` of a run folder (or a `.keras` file), never running code from it.
+
+    The file's config is checked first (`tfl.models.trust`: no Lambda layer, no
+    object from outside Keras and tfl), then Keras loads it in safe mode.
+    """
+    from tfl.errors import TflError
+    from tfl.models import trust
+    from tfl.runs import RunFolder
+
+    path = run_dir if run_dir.endswith(".keras") and os.path.isfile(run_dir) else RunFolder(run_dir).model_path
+    if not os.path.exists(path):
+        raise UsageError(f"{run_dir} has no model.keras: is it a finished tfl run? (tfl train --resume {run_dir})")
+    trust.check_model_file(path)  # before Keras (or TensorFlow) is even imported
     import keras
 
     from tfl.models import classifier as model_lib
-    from tfl.runs import RunFolder
 
-    run = RunFolder(run_dir)
-    if not os.path.exists(run.model_path):
-        raise UsageError(f"{run_dir} has no model.keras: is it a finished tfl run? (tfl train --resume {run_dir})")
     model_lib.register_layers()
-    return keras.saving.load_model(run.model_path, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a file it cannot build
+        raise TflError(f"{path}: Keras cannot load it ({(str(e).strip().splitlines() or [type(e).__name__])[0]})") \
+            from None
 
 
 class Predictor:
@@ -115,7 +128,10 @@ class Predictor:
         from tfl.data import images as _images
         from tfl.data.loading import Split
 
-        paths = _images.list_images(inputs)
+        notes: list = []
+        paths = _images.list_images(inputs, notes)
+        for note in notes:  # a link loop, a folder linked twice, an unreadable folder
+            log.info(f"warning: {note}")
         problems = dict(_images.check_files(paths))
         good = [p for p in paths if p not in problems]
         results = {p: {"path": p, "error": problems[p]} for p in problems}

@@ -7,8 +7,9 @@ complete set of files. Early stopping lives here too, so that its counters
 survive a restart.
 
 Test hook: with `TFL_TEST_KILL_AT=<point>` in the environment the process
-SIGKILLs itself on reaching that point, so tests/test_resume.py can kill a
-real `tfl train` at an exact place. The points (see `kill_point` calls):
+SIGKILLs itself on reaching that point (or sends itself the signal named by
+`TFL_TEST_KILL_SIGNAL`, e.g. SIGINT), so tests/test_resume.py and
+tests/test_interrupts.py can stop a real `tfl train` at an exact place. The points (see `kill_point` calls):
 `stage{N}:epoch{E}:batch{B}` (during an epoch), `stage{N}:epoch{E}:saving`
 (checkpoint written to a temporary file, not yet renamed or committed),
 `between-stages`, `final-save` (model.keras written, not yet renamed).
@@ -22,16 +23,18 @@ import signal
 
 import numpy as np
 
+from tfl import interrupts
 from tfl.config import is_minimized
 from tfl.runs import RunFolder, atomic_path, ensure_space
 
 _KILL_AT = os.environ.get("TFL_TEST_KILL_AT", "")
+_KILL_SIGNAL = os.environ.get("TFL_TEST_KILL_SIGNAL", "SIGKILL")
 
 
 def kill_point(name: str) -> None:
-    """Test-only: SIGKILL this process when `name` is the point named by TFL_TEST_KILL_AT."""
+    """Test-only: signal this process (SIGKILL, or TFL_TEST_KILL_SIGNAL) at the point TFL_TEST_KILL_AT names."""
     if _KILL_AT and name == _KILL_AT:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, _KILL_SIGNAL, signal.SIGKILL))
 
 
 def _keras():
@@ -127,6 +130,10 @@ def make_callback(state: StageState, monitor: str, patience):
                 kill_point(f"stage{state.stage}:epoch{self.epoch + 1}:saving")
 
         def on_epoch_end(self, epoch, logs=None):
+            with interrupts.protected():  # a signal waits until this epoch is committed
+                self._checkpoint(epoch, logs)
+
+        def _checkpoint(self, epoch, logs):
             logs = {k: float(v) for k, v in (logs or {}).items()}
             history = {k: list(v) for k, v in state.history.items()}
             for k, v in logs.items():

@@ -27,7 +27,6 @@ read; a resumed run finds its own.
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import json
 import os
@@ -43,7 +42,7 @@ from tfl.models import classifier as model_lib
 MEMORY_BUDGET_BYTES = 1024**3
 # Shuffle buffer, in bytes, of features streamed from disk.
 _DISK_SHUFFLE_BYTES = 128 * 1024**2
-_FORMAT = 1  # bump when the files' layout changes
+_FORMAT = 2  # bump when the files' layout changes (2: meta.json records sizes and checksums)
 
 
 def default_memory_budget() -> int:
@@ -453,13 +452,57 @@ def _batched_call(fn, dataset, progress=None) -> np.ndarray:
 
 
 def _complete(folder: str, key: str) -> bool:
+    """Whether `folder` holds the whole cache of `key`, each file as it was written.
+
+    meta.json records each file's size and CRC-32; a file that was truncated
+    or edited since (a full disk, a copy cut short, another program) does not
+    match, and the cache is computed again, with one line saying why, instead
+    of being read as garbage. The check reads the files once per process
+    (about 1 s per GB).
+    """
     meta = os.path.join(folder, "meta.json")
     if not os.path.exists(meta):
         return False
-    with contextlib.suppress(OSError, ValueError):
+    try:
         with open(meta, encoding="utf-8") as f:
-            return json.load(f).get("key") == key
-    return False
+            info = json.load(f)
+        if not isinstance(info, dict) or info.get("key") != key:
+            return False
+        files = info.get("files")
+        if not isinstance(files, dict) or not files:
+            raise ValueError("meta.json lists no files (written by an older tfl)")
+        stamp = tuple((name, os.stat(os.path.join(folder, name)).st_mtime_ns) for name in sorted(files))
+        if (folder, stamp) in _VERIFIED:
+            return True
+        for name, expected in sorted(files.items()):
+            path = os.path.join(folder, name)
+            size = os.path.getsize(path)
+            if size != expected["bytes"]:
+                raise ValueError(f"{name} has {size:,} bytes, {expected['bytes']:,} were written")
+            if _crc32(path) != expected["crc32"]:
+                raise ValueError(f"{name} changed since it was written (checksum)")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        from tfl._logging import log
+
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        log.info(f"feature cache {folder} is damaged ({why}): computing it again")
+        return False
+    _VERIFIED.add((folder, stamp))
+    return True
+
+
+# (folder, file modification times) of caches verified in this process: a search's trials share one.
+_VERIFIED: set = set()
+
+
+def _crc32(path: str) -> int:
+    import zlib
+
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _write(cache_dir: str, key: str, parts, dim: int, progress=None) -> None:
@@ -489,8 +532,10 @@ def _write(cache_dir: str, key: str, parts, dim: int, progress=None) -> None:
                 raise RuntimeError(f"feature cache: {name} yielded {i} images, expected {n}")
             out.flush()
             del out
+        files = {f"{p[0]}.npy": {"bytes": os.path.getsize(os.path.join(tmp, f"{p[0]}.npy")),
+                                 "crc32": _crc32(os.path.join(tmp, f"{p[0]}.npy"))} for p in parts}
         with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump({"key": key, "dim": dim, "parts": [p[0] for p in parts]}, f)
+            json.dump({"key": key, "dim": dim, "parts": [p[0] for p in parts], "files": files}, f)
         final = os.path.join(cache_dir, key)
         shutil.rmtree(final, ignore_errors=True)  # an unreadable one: _complete() said no
         os.replace(tmp, final)

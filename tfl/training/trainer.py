@@ -25,6 +25,7 @@ import time
 import typing
 
 from tfl import config as config_lib
+from tfl import interrupts
 from tfl._logging import log
 from tfl.config import TrainConfig, is_minimized
 from tfl.errors import UsageError, flag
@@ -415,28 +416,50 @@ class Trainer:
 
         A full disk stops it with one line; the checkpoints already committed stay
         intact, so `--resume` continues once there is room again.
+        Ctrl-C or SIGTERM (with `tfl.interrupts.install()`, as the command line
+        does) stops it between whole writes and raises `tfl.errors.Interrupted`,
+        whose one line says how to resume. The run folder is unlocked at the end.
         """
-        import shutil
 
         from tfl.runs import disk_full_is_one_line
 
         try:
             with disk_full_is_one_line(f"the run folder {self.run.path}", self._resume_hint):
                 return self._fit()
-        except BaseException:
-            # A run that fails before its first epoch (bad data, no weights, Ctrl-C) leaves nothing behind,
-            # so the corrected command can use the same folder.
-            if self._created and self.run.never_trained():
-                shutil.rmtree(self.run.path, ignore_errors=True)
-            raise
+        except KeyboardInterrupt as e:
+            from tfl.errors import Interrupted
+            from tfl.interrupts import signal_name
 
-    def _resume_hint(self) -> str:
+            # Kept, to be resumed (a folder that never trained an epoch may also be reused without --overwrite).
+            if isinstance(e, Interrupted):
+                raise
+            raise Interrupted(f"{signal_name(e)} stopped the run (last good checkpoint: {self._last_checkpoint()}); "
+                              "continue it with: " + flag(f"tfl train --resume {self.run.path}",
+                                                          f"tfl.fine_tune(out={self.run.path!r}, resume=True)")
+                              ) from None
+        except BaseException:
+            self._remove_if_never_trained()
+            raise
+        finally:
+            self.run.release()
+
+    def _remove_if_never_trained(self) -> None:
+        """A run that fails before its first epoch (bad data, no weights) leaves nothing behind, so the
+        corrected command can use the same folder."""
+        import shutil
+
+        if self._created and self.run.never_trained():
+            shutil.rmtree(self.run.path, ignore_errors=True)
+
+    def _last_checkpoint(self) -> str:
         state = self.run.read_state()
         done = [(k, v.get("epochs_done", 0)) for k, v in sorted(state.items()) if isinstance(v, dict)
                 and v.get("epochs_done")]
-        last = f"{done[-1][0].replace('stage', 'stage ')} epoch {done[-1][1]}" if done else "none yet"
+        return f"{done[-1][0].replace('stage', 'stage ')} epoch {done[-1][1]}" if done else "none yet"
+
+    def _resume_hint(self) -> str:
         how = flag(f"tfl train --resume {self.run.path}", f"tfl.fine_tune(out={self.run.path!r}, resume=True)")
-        return f"free some space and continue with: {how} (last good checkpoint: {last})"
+        return f"free some space and continue with: {how} (last good checkpoint: {self._last_checkpoint()})"
 
     def _fit(self) -> FineTuneResult:
         t0 = time.time()
@@ -523,17 +546,18 @@ class Trainer:
                    "stage2": _checkpoint.StageState(self.run, 2).history}
         self.run.write_history(history)
         ensure_space(self.run.path, _checkpoint.variables_bytes(self.model.weights) + (1 << 20))
-        with atomic_path(self.run.model_path) as tmp:
-            self.model.save(tmp)
-            _checkpoint.kill_point("final-save")
-        self.run.write_metrics({"stage1": m1, "stage2": m2, "best_stage": best_stage,
-                                "val_accuracy": (m2 if best_stage == 2 else m1).get("val_accuracy"),
-                                "num_train": len(self.data.train), "num_val": len(self.data.val),
-                                "skipped": len(self.data.skipped),
-                                **({"validation": validation} if validation else {})})
-        state = self.run.read_state()
-        state["finished"] = True
-        self.run.write_state(state)
+        with interrupts.protected():  # a signal waits until the run's files are complete
+            with atomic_path(self.run.model_path) as tmp:
+                self.model.save(tmp)
+                _checkpoint.kill_point("final-save")
+            self.run.write_metrics({"stage1": m1, "stage2": m2, "best_stage": best_stage,
+                                    "val_accuracy": (m2 if best_stage == 2 else m1).get("val_accuracy"),
+                                    "num_train": len(self.data.train), "num_val": len(self.data.val),
+                                    "skipped": len(self.data.skipped),
+                                    **({"validation": validation} if validation else {})})
+            state = self.run.read_state()
+            state["finished"] = True
+            self.run.write_state(state)
 
 
 def near_chance(accuracy: float, class_counts: typing.Sequence[int], margin: float = 0.05):

@@ -28,7 +28,7 @@ from tfl import config as config_lib
 from tfl._logging import log
 from tfl.config import TrainConfig
 from tfl.errors import TflError, UsageError
-from tfl.runs import RunFolder, atomic_write_json, read_json
+from tfl.runs import LOCK_FILE, FolderLock, RunFolder, atomic_write_json, clear_folder, read_json
 from tfl.tuning import distributed as _distributed
 from tfl.tuning import space as _search_space
 from tfl.tuning import tuner as _tuner
@@ -173,6 +173,26 @@ def tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/tune", *,
     """
     role = _distributed.configure(chief, worker, tuner_id)
     max_time = _search_space.parse_duration(max_time)
+    # One writer of the search folder at a time (workers share it with their chief and lock their trials).
+    lock = None
+    if role != "worker" and not (resume and not os.path.isdir(out)):
+        lock = FolderLock(out, "search folder")
+    try:
+        return _tune(config, out, search, fix, tuner, max_trials, executions_per_trial, objective, max_time,
+                     hyperband_factor, resume, overwrite, role, verbose, callbacks, image_data, overrides)
+    except KeyboardInterrupt as e:
+        from tfl.errors import Interrupted
+        from tfl.interrupts import signal_name
+
+        raise Interrupted(f"{signal_name(e)} stopped the search; continue it with: tfl tune --resume {out}"
+                          + (" (with the same --chief/--worker options)" if role else "")) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _tune(config, out, search, fix, tuner, max_trials, executions_per_trial, objective, max_time,
+          hyperband_factor, resume, overwrite, role, verbose, callbacks, image_data, overrides) -> TuneResult:
     if resume:
         settings = _tuner.read_search(out)
         if settings is None:
@@ -182,7 +202,10 @@ def tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/tune", *,
     else:
         settings = _new_search(config, out, search, fix, tuner, max_trials, executions_per_trial, objective,
                                hyperband_factor, overwrite, role, overrides)
-    cfg = TrainConfig.from_dict(settings["config"])
+    try:
+        cfg = TrainConfig.from_dict(settings["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{os.path.join(out, 'search.json')}: {e}; fix the file or start a new search") from None
     space = _search_space.SearchSpace(**settings["space"])
     deadline = time.time() + max_time if max_time else None
     oracle = _tuner.make_oracle(settings["tuner"], settings["objective"], settings["max_trials"], cfg.seed,
@@ -259,11 +282,11 @@ def _new_search(config, out, search, fix, tuner, max_trials, executions, objecti
         os.makedirs(out, exist_ok=True)
         return settings
     # A chief may find what workers that started first wrote; only an earlier search is in the way.
-    if os.path.exists(path) or (role is None and os.path.isdir(out) and os.listdir(out)):
+    if os.path.exists(path) or (role is None and os.path.isdir(out) and set(os.listdir(out)) - {LOCK_FILE}):
         if not overwrite:
             raise UsageError(f"search folder {out} already exists: pass --resume {out} to continue it "
                              "or --overwrite to start again")
-        shutil.rmtree(out)
+        clear_folder(out)  # all but the lock this process holds
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
@@ -339,7 +362,7 @@ def _score(metrics: dict, objective: str):
 def _copy_run(source: str, dest: str) -> None:
     tmp = dest + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("checkpoints", "logs", LOCK_FILE))
     state = read_json(os.path.join(tmp, "state.json"), default={})
     state["copied_from"] = os.path.relpath(source, os.path.dirname(dest))
     atomic_write_json(os.path.join(tmp, "state.json"), state)
