@@ -302,10 +302,14 @@ class RunFolder:
             raise UsageError(f"cannot write the run folder {self.path}: {parent} is not writable ({problem}); "
                              f"choose another {out}")
 
-    def never_trained(self) -> bool:
+    def never_trained(self, started_by_tfl: bool = True) -> bool:
         """A run folder that holds no finished epoch and no model: a start that failed or was killed early.
 
         Such a folder has nothing worth keeping, so a new run may take its place without `--overwrite`.
+
+        Args:
+            started_by_tfl: count only a folder whose trainer got as far as writing its plan (not any
+                folder with a config.json); the trainer that created the folder itself passes False.
         """
         if not self.exists() or self.is_trained() or os.path.exists(self._p("search.json")):
             return False
@@ -313,8 +317,9 @@ class RunFolder:
             state = self.read_state()
         except (OSError, ValueError):
             return False
-        # Only a folder a tfl trainer started (it writes its plan first) counts, not any folder with a config.
-        return "plan" in state and not any(isinstance(v, dict) and v.get("epochs_done") for v in state.values())
+        if started_by_tfl and "plan" not in state:
+            return False
+        return not any(isinstance(v, dict) and v.get("epochs_done") for v in state.values())
 
     def prepare(self, resume: bool, overwrite: bool) -> bool:
         """Creates the folder and locks it (see `FolderLock`; `release` unlocks it), refusing to

@@ -448,7 +448,7 @@ class Trainer:
         corrected command can use the same folder."""
         import shutil
 
-        if self._created and self.run.never_trained():
+        if self._created and self.run.never_trained(started_by_tfl=False):
             shutil.rmtree(self.run.path, ignore_errors=True)
 
     def _last_checkpoint(self) -> str:
