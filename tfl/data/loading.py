@@ -542,7 +542,9 @@ def _load_tfds(spec: str, config: DataConfig, multi_label: typing.Optional[bool]
                 f"tfds dataset {name} is not prepared in {builder.data_dir}: "
                 "prepare it online first (tfds build) or point --data-dir at a prepared copy"
             )
-        _reachable_or_fail(name, builder.data_dir)
+        if type(builder).__module__.startswith("tensorflow_datasets."):
+            # A catalog dataset downloads its files; a builder of one's own may generate them.
+            _reachable_or_fail(name, builder.data_dir)
         try:
             builder.download_and_prepare()
         except Exception as e:  # noqa: BLE001 - tfds and requests raise many types; the user needs one line

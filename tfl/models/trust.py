@@ -19,7 +19,7 @@ import zipfile
 from tfl.errors import UsageError
 
 # What tfl registers with Keras (tfl.models.classifier), by registered name.
-KNOWN_TFL_OBJECTS = ("tfl>BackbonePreprocess",)
+KNOWN_TFL_OBJECTS = ("tfl>BackbonePreprocess", "tfl>WeightedBinaryCrossentropy")
 _FORBIDDEN = {
     "Lambda": "a Lambda layer (it runs Python code)",
     "__lambda__": "a Python lambda (it runs Python code)",
@@ -87,6 +87,9 @@ def _problem(obj: dict) -> typing.Optional[str]:
 
 def _tfl_object_problem(obj: dict) -> typing.Optional[str]:
     from tfl.models import backbones
+
+    if obj.get("registered_name") != "tfl>BackbonePreprocess":
+        return None  # the weighted loss (tfl.models.losses): numbers only in its config
 
     backbone = (obj.get("config") or {}).get("backbone") if isinstance(obj.get("config"), dict) else None
     try:
