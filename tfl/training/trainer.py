@@ -133,6 +133,10 @@ class Trainer:
             keras.mixed_precision.set_global_policy("mixed_float16")
         spec = backbones.get_backbone(cfg.model.backbone)
         self.image_size = cfg.model.image_size or spec.default_size
+        if self.strategy is None:
+            # Before any TensorFlow op (the data checks decode images): collective ops of a multi-worker
+            # strategy must be configured at program start.
+            self.strategy = strategy_lib.get_strategy(cfg.strategy)
         loaded_here = self.data is None
         multi = cfg.model.head.multi_label
         if loaded_here:
@@ -151,8 +155,6 @@ class Trainer:
                 raise UsageError(f"the classes of {cfg.data.source} changed since {self.run.path} started "
                                  f"({', '.join(self.run.read_class_names())}): restore the data or start a new run")
         self.run.write_class_names(self.data.class_names)
-        if self.strategy is None:
-            self.strategy = strategy_lib.get_strategy(cfg.strategy)
         scratch = cfg.model.weights is None
         if scratch:
             log.info("no pretrained weights (weights=None): training every layer from scratch in one stage, "
