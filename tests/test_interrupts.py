@@ -171,7 +171,7 @@ def test_a_second_writer_is_refused_in_one_line_and_the_first_finishes_untouched
     assert _assert_whole(run)["finished"]
 
 
-TUNE_ARGS = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--fine-tune-epochs", "1",
+TUNE_ARGS = ["--image-size", "32", "--epochs", "1", "--fine-tune-epochs", "1",
              "--batch-size", "8", "--max-trials", "1", "--search", "lr=1e-3..1e-2:log"]
 
 

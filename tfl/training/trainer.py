@@ -485,7 +485,8 @@ class Trainer:
             self._report()
         log.info(f"stage 1 {_fmt(m1)} | stage 2 {_fmt(m2)} | kept stage {best_stage}; "
                  f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
-        self._say_where_and_what_next(m2 if best_stage == 2 else m1)
+        if self.write_report:  # a run of its own, not a trial of a search (which says where its best run is)
+            self._say_where_and_what_next(m2 if best_stage == 2 else m1)
         return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model, validation)
 
     def _thresholds(self) -> dict:
