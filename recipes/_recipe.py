@@ -98,8 +98,10 @@ class Recipe:
         tfl.quiet_tensorflow()  # TensorFlow's start-up lines
         quiet_tf()
         use_cli_names()  # a recipe is a command: its messages name --flags
-
-        result = tfl.fine_tune(cfg, out=out, overwrite=overwrite, resume=resume)
+        try:
+            result = tfl.fine_tune(cfg, out=out, overwrite=overwrite, resume=resume)
+        finally:
+            use_cli_names(False)  # the recipe may run inside a Python program (its tests do)
         for stage, m in (("stage 1", result.stage1), ("stage 2", result.stage2)):
             if m:
                 click.echo(f"{stage}: val_accuracy {m.get('val_accuracy', float('nan')):.4f} "

@@ -40,8 +40,11 @@ def main(data, backbone, weights, image_size, epochs, fine_tune_epochs, out):
     from tfl.errors import use_cli_names
 
     use_cli_names()  # a script run from the shell: messages name --flags
-    result = tfl.fine_tune(data=data, backbone=backbone, weights=weights, image_size=image_size, epochs=epochs,
-                           fine_tune_epochs=fine_tune_epochs, out=out, overwrite=True)
+    try:
+        result = tfl.fine_tune(data=data, backbone=backbone, weights=weights, image_size=image_size,
+                               epochs=epochs, fine_tune_epochs=fine_tune_epochs, out=out, overwrite=True)
+    finally:
+        use_cli_names(False)
     click.echo(f"[quickstart] stage 1 val_accuracy {result.stage1.get('val_accuracy', float('nan')):.3f}, "
                f"stage 2 {result.stage2.get('val_accuracy', float('nan')):.3f}, kept stage {result.best_stage}")
 

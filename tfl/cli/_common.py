@@ -108,6 +108,7 @@ def main(ctx, debug):
     from tfl.errors import use_cli_names
 
     use_cli_names()  # messages name --flags, not Python keyword arguments
+    ctx.call_on_close(lambda: use_cli_names(False))  # back to Python's words when the command ends
 
     from tfl import interrupts
 
