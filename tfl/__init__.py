@@ -34,7 +34,7 @@ _API = {
     # data
     "load_data": "tfl.data.loading",
     # training, evaluation, prediction
-    "fine_tune": "tfl.training.trainer",
+    "fine_tune": "tfl.training.api",
     "Trainer": "tfl.training.trainer",
     "FineTuneResult": "tfl.training.trainer",
     "evaluate": "tfl.serving.evaluation",
@@ -44,7 +44,7 @@ _API = {
     # tuning, export, learning-rate finder, reports, data checks
     "tune": "tfl.tuning.search",
     "export": "tfl.serving.export",
-    "lr_find": "tfl.training.trainer",
+    "lr_find": "tfl.training.api",
     "report": "tfl.reports.report",
     "check_data": "tfl.data.checks",
     # types the API returns

@@ -13,6 +13,16 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from tfl._typecheck import check_type, check_types, shown
+from tfl.options import (  # noqa: F401 (parsed once there; re-exported as tfl.config's public names)
+    SOURCE_KINDS,
+    LearningRate,
+    Unfreeze,
+    is_minimized,
+    normalize_source,
+    parse_lr,
+)
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 # Validation metrics a run can monitor (and a search can use as its objective).
@@ -239,7 +249,7 @@ def _from_dict(cls, d, where: str = ""):
     line naming the field instead of deep inside a run.
     """
     if not isinstance(d, dict):
-        raise ValueError(f"{where.rstrip('.') or cls.__name__} must be a JSON object, got {_shown(d)}")
+        raise ValueError(f"{where.rstrip('.') or cls.__name__} must be a JSON object, got {shown(d)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
@@ -254,69 +264,6 @@ def _from_dict(cls, d, where: str = ""):
             check_type(value, hint, name)
         kwargs[key] = value
     return cls(**kwargs)
-
-
-def check_type(value, hint, name: str) -> None:
-    """Raises `ValueError` naming `name` unless `value` fits the annotation `hint`.
-
-    `bool` is no `int` here (JSON's true is not 1), an `int` is a `float`, and
-    a `float` is no `int` (3.0 epochs is a mistake somewhere).
-
-    Examples:
-        >>> check_type(3, typing.Optional[int], "model.image_size")
-        >>> check_type("ten", int, "stage1.epochs")
-        Traceback (most recent call last):
-        ValueError: stage1.epochs must be an integer, got 'ten'
-    """
-    if not _fits(value, hint):
-        raise ValueError(f"{name} must be {_describe(hint)}, got {_shown(value)}")
-
-
-def check_types(cfg, where: str = "") -> None:
-    """`check_type` of every field of a config dataclass, nested ones included."""
-    hints = typing.get_type_hints(type(cfg))
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(hints[f.name]):
-            if not isinstance(value, hints[f.name]):
-                raise ValueError(f"{where}{f.name} must be a {hints[f.name].__name__}, got {_shown(value)}")
-            check_types(value, f"{where}{f.name}.")
-        else:
-            check_type(value, hints[f.name], f"{where}{f.name}")
-
-
-def _fits(value, hint) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
-        return any(_fits(value, a) for a in args)
-    if origin in (list, typing.List):
-        return isinstance(value, list) and all(_fits(v, args[0]) for v in value) if args else isinstance(value, list)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    return True  # an annotation this checker does not know: the dataclass decides
-
-
-def _describe(hint) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
-        return " or ".join(_describe(a) for a in args)
-    if origin in (list, typing.List):
-        return f"a list of {_describe(args[0]).split(' ', 1)[-1]}s" if args else "a list"
-    return {type(None): "null", bool: "true or false", int: "an integer", float: "a number",
-            str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -359,144 +306,6 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"--path-column, --label-column and --split-column must differ (got {', '.join(columns)})")
 
 
-def is_minimized(metric: str) -> bool:
-    """Whether a smaller value of `metric` is better (losses), the one place this is decided.
-
-    Examples:
-        >>> is_minimized("val_loss"), is_minimized("val_accuracy")
-        (True, False)
-    """
-    return metric.endswith("loss")
-
-
-@dataclass(frozen=True)
-class LearningRate:
-    """A parsed learning-rate setting: `fixed` (one rate), `auto` (the LR finder) or `range` (LOW..HIGH).
-
-    Examples:
-        >>> LearningRate.parse("1e-5..1e-3")
-        LearningRate(kind='range', low=1e-05, high=0.001)
-        >>> LearningRate.parse(3e-3).high
-        0.003
-    """
-
-    kind: str
-    low: typing.Optional[float] = None
-    high: typing.Optional[float] = None
-
-    @classmethod
-    def parse(cls, value, name: str = "lr") -> "LearningRate":
-        """Reads a number, `auto` or `LOW..HIGH`; `ValueError` with one line naming `name` otherwise."""
-        forms = "a number such as 1e-3, auto, or a range such as 1e-5..1e-3"
-        if isinstance(value, bool):
-            raise ValueError(f"{name} '{value}' is not {forms}")
-        if isinstance(value, (int, float)):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-            return cls("fixed", float(value), float(value))
-        text = str(value).strip().lower()
-        if text == "auto":
-            return cls("auto")
-        try:
-            if ".." in text:
-                low, high = (float(v) for v in text.split(".."))
-            else:
-                return cls.parse(float(text), name)
-        except ValueError as e:
-            if "must be > 0" in str(e):
-                raise
-            raise ValueError(f"{name} '{value}' is not {forms}") from None
-        if not 0 < low < high:
-            raise ValueError(f"{name} range '{value}' needs 0 < LOW < HIGH")
-        return cls("range", low, high)
-
-
-def parse_lr(value, name: str = "lr") -> typing.Tuple[str, typing.Optional[float], typing.Optional[float]]:
-    """`LearningRate.parse` as a tuple: `("fixed", lr, lr)`, `("auto", None, None)` or `("range", low, high)`.
-
-    Examples:
-        >>> parse_lr("1e-5..1e-3")
-        ('range', 1e-05, 0.001)
-    """
-    lr = LearningRate.parse(value, name)
-    return lr.kind, lr.low, lr.high
-
-
-@dataclass(frozen=True)
-class Unfreeze:
-    """A parsed `unfreeze` setting: how much of the backbone stage 2 trains.
-
-    `kind` is `all`, `none`, `layers` (`count` from the top), `fraction`
-    (`fraction` of the layers, from the top) or `blocks` (`count` blocks
-    from the top). Which layers that is depends on the backbone: see
-    `layer_indices`.
-
-    Examples:
-        >>> Unfreeze.parse("2blocks")
-        Unfreeze(kind='blocks', count=2, fraction=None)
-        >>> Unfreeze.parse("30%").layer_indices(10, list(range(10)))
-        [7, 8, 9]
-    """
-
-    kind: str
-    count: typing.Optional[int] = None
-    fraction: typing.Optional[float] = None
-
-    FORMS = "all, none, N layers, a fraction (0.3, 30%) or Nblocks"
-
-    @classmethod
-    def parse(cls, spec) -> "Unfreeze":
-        """Reads `all`, `none`, `20`, `0.3`, `30%` or `2blocks`; `ValueError` with one line otherwise."""
-        import re
-
-        text = str(spec).strip().lower()
-        if text == "all":
-            return cls("all")
-        if text in ("none", "0", ""):
-            return cls("none")
-        blocks = re.fullmatch(r"(\d+)\s*(blocks?|b)", text)
-        if blocks:
-            return cls("blocks", count=int(blocks.group(1)))
-        try:
-            if text.endswith("%"):
-                fraction = float(text[:-1]) / 100
-            elif "." in text:
-                fraction = float(text)
-            else:
-                count = int(text)
-                if count < 0:
-                    raise ValueError
-                return cls("layers", count=count)
-        except ValueError:
-            raise ValueError(f"--unfreeze '{spec}' is not {cls.FORMS}") from None
-        if not 0 <= fraction <= 1:
-            raise ValueError(f"--unfreeze {spec}: a fraction must be between 0 and 1")
-        return cls("fraction", fraction=fraction)
-
-    def layer_indices(self, num_layers: int, block_ids: typing.Sequence[int]) -> typing.List[int]:
-        """Indices of the backbone's layers to unfreeze (of `num_layers`, with each layer's block id).
-
-        Raises:
-            ValueError: more layers or blocks than the backbone has (one line).
-        """
-        n = num_layers
-        if self.kind == "all":
-            return list(range(n))
-        if self.kind == "none":
-            return []
-        if self.kind == "blocks":
-            top = max(block_ids)
-            if self.count > top + 1:
-                raise ValueError(f"--unfreeze {self.count}blocks: the backbone has only {top + 1} blocks")
-            return [i for i, b in enumerate(block_ids) if b > top - self.count]
-        if self.kind == "layers":
-            if self.count > n:
-                raise ValueError(f"--unfreeze {self.count}: the backbone has {n} layers; use 0..{n} or 'all'")
-            return list(range(n - self.count, n))
-        k = round(n * self.fraction)
-        return list(range(n - k, n))
-
-
 # Keyword shortcuts of `fine_tune`/`tune` and the CLI, mapped onto config fields.
 OVERRIDES = {
     "data": ("data", "source"),
@@ -528,27 +337,6 @@ OVERRIDES = {
     "patience": ("stage2", "patience"),
     "gradual_unfreeze": ("stage2", "gradual"),
 }
-
-
-SOURCE_KINDS = ("folder", "csv", "tfds")
-
-
-def normalize_source(source: str) -> str:
-    """A data source with its kind: an existing folder given without `folder:` is taken as `folder:PATH`.
-
-    Examples:
-        >>> normalize_source("tfds:beans")
-        'tfds:beans'
-    """
-    import os
-
-    text = str(source)
-    kind = text.partition(":")[0]
-    if kind in SOURCE_KINDS:
-        return text
-    if os.path.isdir(os.path.expanduser(text)):
-        return f"folder:{text}"
-    return text
 
 
 def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:

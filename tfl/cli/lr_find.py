@@ -43,8 +43,8 @@ def lr_find(stage, steps, min_lr, max_lr, method, out, as_json, **opts):
         fail(f"--out {out}: the plot is a PNG; give a path ending in .png")
     cfg = build_config(None, **opts)
     quiet_tf()
+    from tfl.training.api import lr_find as run_lr_find
     from tfl.training.lr_finder import describe
-    from tfl.training.trainer import lr_find as run_lr_find
 
     result = run_lr_find(cfg, stage=stage, out=out, min_lr=min_lr, max_lr=max_lr, steps=steps, method=method)
     if as_json:

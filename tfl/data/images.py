@@ -1,10 +1,9 @@
-"""Finding image files on disk and checking that they decode, undamaged.
+"""Checking that image files decode, undamaged (finding them: `tfl.data.walk`).
 
-`Walk` lists a folder's files, each real folder and file once (links
-followed, loops named and not followed). Checks use Pillow on a reduced-size
+Checks use Pillow on a reduced-size
 decode (JPEG draft mode), which finds zero-byte, truncated, non-image and
 unsupported files in about a millisecond each, plus a read of each JPEG's and
-PNG's structure (`jpeg_damage`, `png_damage`); then `decode_problems` decodes
+PNG's structure (`tfl.data.damage`); then `decode_problems` decodes
 every file with TensorFlow, as training will, and hears libjpeg's reports of
 damaged data. So a bad file is reported by path up front instead of failing
 an epoch or training on a smeared picture.
@@ -12,7 +11,6 @@ an epoch or training on a smeared picture.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -22,6 +20,9 @@ import stat
 import sys
 import threading
 import typing
+
+from tfl.data.damage import jpeg_damage, png_damage
+from tfl.data.walk import Walk, class_folders, is_file, list_files, list_images  # noqa: F401 (re-exported)
 
 
 def _tf_decodes_webp() -> bool:
@@ -46,152 +47,6 @@ if _tf_decodes_webp():
 MAX_PIXELS = 64_000_000
 # Larger files are not read at all (the check reads a whole file to hash it): a video, a disk image.
 MAX_FILE_BYTES = 256 * 1024 * 1024
-
-
-def class_folders(folder: str) -> typing.List[str]:
-    """Sorted names of the visible sub-folders of `folder` (links to folders count; unreadable: none)."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
-    return sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()  # follows links; a link loop (ELOOP) or no permission is no folder
-    except OSError:
-        return False
-
-
-def is_file(entry: os.DirEntry) -> bool:
-    """`entry.is_file()` (links followed), False where that fails (a loop of links, no permission)."""
-    try:
-        return entry.is_file()
-    except OSError:
-        return False
-
-
-class Walk:
-    """The visible files below a folder, each real folder and file once, and what was odd on the way.
-
-    Links are followed, but a link back to a folder above it (a loop) is not, and a folder or
-    file reached a second time (two links to one place) is listed once. The real tree is walked
-    first, so files keep their own paths; links only add what is not there already. Unreadable
-    folders, loops and duplicates end in `notes`, one line each; broken links and special files
-    stay in `files`, so that the file checks report each of them by path.
-
-    Args:
-        root: the folder to walk.
-
-    Attributes:
-        files: the file paths, in a stable order (each folder's files, then its sub-folders).
-        notes: one line per folder that was not walked (loop, duplicate, unreadable).
-
-    Examples:
-        >>> Walk("photos/train/bees").files[:1]
-        ['photos/train/bees/1.jpg']
-    """
-
-    def __init__(self, root: str):
-        self.root = root
-        self.files: typing.List[str] = []
-        self.notes: typing.List[str] = []
-        self._dirs: typing.Dict[typing.Tuple[int, int], str] = {}  # (device, inode) -> first path
-        self._file_ids: typing.Set[typing.Tuple[int, int]] = set()
-        self._twice = 0
-        try:
-            st = os.stat(root)
-        except OSError as e:
-            self.notes.append(f"{root}: cannot read this folder ({e.strerror}): its images are left out")
-            return
-        links: typing.Deque[str] = collections.deque()
-        self._walk(root, (st.st_dev, st.st_ino), links)
-        while links:  # what the links add, in order; walking a linked folder can find more links
-            self._follow(links.popleft(), links)
-        if self._twice:
-            self.notes.append(f"{root}: {self._twice} file(s) reached a second time through links "
-                              "(or hard links) counted once")
-
-    def _walk(self, top: str, top_key, links) -> None:
-        """Depth first, each folder's files before its sub-folders; a stack, not recursion (trees can
-        be deeper than Python's recursion limit, e.g. after a copy that followed a loop)."""
-        stack = [(top, top_key)]
-        while stack:
-            folder, key = stack.pop()
-            if key in self._dirs:  # bind mounts can repeat a folder too
-                continue
-            self._dirs[key] = folder
-            try:
-                entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")),
-                                 key=lambda e: e.name)
-            except OSError as e:
-                self.notes.append(f"{folder}: cannot read this folder ({e.strerror}): its images are left out")
-                continue
-            subdirs = []
-            for entry in entries:
-                try:
-                    if entry.is_symlink():
-                        links.append(entry.path)
-                    elif entry.is_dir(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                        subdirs.append((entry.path, (st.st_dev, st.st_ino)))
-                    else:
-                        self._add_file(entry.path, entry.stat(follow_symlinks=False))
-                except OSError:
-                    self.files.append(entry.path)  # vanished or unreadable: the file check says which
-            stack.extend(reversed(subdirs))
-
-    def _add_file(self, path: str, st: os.stat_result) -> None:
-        key = (st.st_dev, st.st_ino)
-        if key in self._file_ids:
-            self._twice += 1
-            return
-        self._file_ids.add(key)
-        self.files.append(path)
-
-    def _follow(self, link: str, links) -> None:
-        try:
-            st = os.stat(link)
-        except OSError:
-            self.files.append(link)  # broken, a loop of links, or unreadable: the file check names it
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            self._add_file(link, st)
-            return
-        key = (st.st_dev, st.st_ino)
-        real = os.path.realpath(link)
-        here = os.path.realpath(os.path.dirname(link))
-        if here == real or here.startswith(real.rstrip(os.sep) + os.sep):
-            self.notes.append(f"{link} links back to {real}, a folder that contains it (a loop): not followed")
-        elif key in self._dirs:
-            self.notes.append(f"{link} is the folder {self._dirs[key]} again (a second link to it): "
-                              "its images are counted once")
-        else:
-            self._walk(link, key, links)
-
-
-def list_files(folder: str, notes: typing.Optional[list] = None) -> typing.List[str]:
-    """All visible files below `folder` (see `Walk`); what was odd on the way is added to `notes`."""
-    walk = Walk(folder)
-    if notes is not None:
-        notes.extend(walk.notes)
-    return walk.files
-
-
-def list_images(inputs: typing.Sequence[str], notes: typing.Optional[list] = None) -> typing.List[str]:
-    """Expands files and folders (walked recursively, see `Walk`) into a list of files."""
-    out = []
-    for item in inputs:
-        if os.path.isdir(item):
-            out += list_files(item, notes)
-        elif os.path.lexists(item):
-            out.append(item)  # a file, or a broken link: the file check says which
-        else:
-            from tfl.errors import UsageError
-
-            raise UsageError(f"{item}: no such file or folder")
-    return out
 
 
 @dataclasses.dataclass
@@ -339,121 +194,6 @@ def _unidentified(contents: bytes, path: str) -> str:
         return "a text file, not an image"
     except UnicodeDecodeError:
         return "not an image (unknown format)"
-
-
-# A run of zero bytes this long inside JPEG image data is a zeroed block (a failed copy, a bad disk
-# sector), unless zero bits are what a flat area encodes to with the scan's Huffman tables (then the
-# run can be real, and libjpeg's own check below is what is left).
-JPEG_ZERO_RUN = 32
-# Where JPEG image data ends: a marker other than a stuffed 0xFF00 or a restart marker.
-_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
-
-
-def jpeg_damage(contents: bytes) -> typing.Optional[str]:
-    """Why a JPEG that decodes is damaged anyway, from its structure (no decoding), or None.
-
-    Reads the markers and the Huffman tables and looks for a block of zero bytes inside a scan's
-    image data that cannot be a flat area: decoders fill the rest of the image with smeared
-    garbage from there, often without a word (libjpeg stays silent in about 1 of 7 such files).
-    Arithmetic-coded and lossless JPEGs are not looked into.
-    """
-    n, pos = len(contents), 2
-    tables: typing.Dict[typing.Tuple[int, int], int] = {}  # (class 0 DC / 1 AC, id) -> first symbol
-    coded = False
-    while pos + 4 <= n:
-        if contents[pos] != 0xFF:
-            return None  # not a marker where one must be: Pillow and libjpeg judge this themselves
-        marker = contents[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xD9:
-            return None
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            pos += 2
-            continue
-        length = int.from_bytes(contents[pos + 2:pos + 4], "big")
-        segment = contents[pos + 4:pos + 2 + length]
-        pos += 2 + length
-        if marker in (0xC0, 0xC1, 0xC2):
-            coded = True
-        elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return None  # lossless or arithmetic coding: zero runs mean something else there
-        elif marker == 0xC4:
-            _read_huffman_tables(segment, tables)
-        elif marker == 0xDA:
-            end = _SCAN_END.search(contents, pos)
-            stop = end.start() if end else n
-            if coded and not _zeros_can_be_flat(segment, tables):
-                at = contents.find(b"\x00" * JPEG_ZERO_RUN, pos, stop)
-                if at >= 0:
-                    run = len(contents[at:stop]) - len(contents[at:stop].lstrip(b"\x00"))
-                    return (f"damaged JPEG: {run} zero bytes at byte {at} inside its image data (a zeroed block, "
-                            "e.g. from a failed copy or a bad disk): it decodes to smeared garbage from there; "
-                            "copy it again from the original or remove it")
-            pos = stop
-    return None
-
-
-def _read_huffman_tables(segment: bytes, tables: dict) -> None:
-    i = 0
-    while i + 17 <= len(segment):
-        kind, counts = segment[i], segment[i + 1:i + 17]
-        total = sum(counts)
-        if total:
-            # Canonical codes: the all-zero code is the first code of the shortest length,
-            # the first symbol listed.
-            tables[(kind >> 4, kind & 0x0F)] = segment[i + 17] if i + 17 < len(segment) else -1
-        i += 17 + total
-
-
-def _zeros_can_be_flat(sos: bytes, tables: dict) -> bool:
-    """Whether all-zero bits decode to flat blocks with this scan's tables (then a zero run can be real)."""
-    if not sos:
-        return True
-    ns = sos[0]
-    if len(sos) < 1 + 2 * ns + 3:
-        return True
-    ss, se, ah = sos[1 + 2 * ns], sos[2 + 2 * ns], sos[3 + 2 * ns] >> 4
-    for c in range(ns):
-        dc, ac = sos[2 + 2 * c] >> 4, sos[2 + 2 * c] & 0x0F
-        if ss == 0 and not ah and tables.get((0, dc), 0) != 0:
-            return False  # the zero code is a DC change, not "same as the last block"
-        if se > 0:
-            first = tables.get((1, ac), 0)
-            if ss == 0 and first != 0x00:
-                return False  # sequential: the zero code is a coefficient, not end-of-block
-            if ss > 0 and (first & 0x0F or first == 0xF0):
-                return False  # progressive: the zero code is a coefficient, not an end-of-band run
-    return True
-
-
-def png_damage(contents: bytes) -> typing.Optional[str]:
-    """Why a PNG is damaged, from its chunks (checksums, the end chunk), or None.
-
-    Pillow refuses the same files, except in a program that set
-    `PIL.ImageFile.LOAD_TRUNCATED_IMAGES`, where it half-loads them; this check
-    does not depend on that setting.
-    """
-    import zlib
-
-    pos, n, seen_data = 8, len(contents), False
-    while pos + 12 <= n:
-        length = int.from_bytes(contents[pos:pos + 4], "big")
-        kind = contents[pos + 4:pos + 8]
-        end = pos + 12 + length
-        if end > n:
-            return "truncated PNG (it ends inside a chunk): copy it again from the original or remove it"
-        crc = int.from_bytes(contents[end - 4:end], "big")
-        critical = not kind[0] & 0x20
-        if critical and zlib.crc32(contents[pos + 4:end - 4]) != crc:
-            return (f"damaged PNG (the checksum of its {kind.decode('latin-1')} chunk does not match): "
-                    "copy it again from the original or remove it")
-        seen_data |= kind == b"IDAT"
-        if kind == b"IEND":
-            return None if seen_data else "damaged PNG (no image data): remove it"
-        pos = end
-    return "truncated PNG (no end chunk): copy it again from the original or remove it"
 
 
 def inspect_files(paths: typing.Sequence[str], decode: bool = True) -> typing.List[FileInfo]:

@@ -27,22 +27,19 @@ read; a resumed run finds its own.
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import os
-import shutil
 
 import numpy as np
 
-from tfl import _compat
 from tfl._progress import Progress
 from tfl.models import classifier as model_lib
+from tfl.training._feature_files import cache_key, complete, write
+from tfl.training.cut import BottomSplit, compute_both
 
 # Features bigger than this go to disk (when a cache folder is given).
 MEMORY_BUDGET_BYTES = 1024**3
 # Shuffle buffer, in bytes, of features streamed from disk.
 _DISK_SHUFFLE_BYTES = 128 * 1024**2
-_FORMAT = 2  # bump when the files' layout changes (2: meta.json records sizes and checksums)
 
 
 def default_memory_budget() -> int:
@@ -56,42 +53,6 @@ def default_memory_budget() -> int:
         from tfl.errors import UsageError
 
         raise UsageError(f"TFL_FEATURE_MEMORY_MB='{text}' is not a number of megabytes") from None
-
-
-def cache_key(model, data, image_size: int, copies: int, seed: int) -> str:
-    """Digest of everything the cached features depend on.
-
-    The backbone is identified by its weights' values (so a different weights
-    file or random initialisation is a different cache), the data by
-    `Split.fingerprint()` of both splits.
-    """
-    h = hashlib.sha256()
-
-    def add(obj):
-        h.update(json.dumps(obj, sort_keys=True, default=str).encode())
-
-    preprocess = model.get_layer("preprocess")
-    pool = model.get_layer("pool")
-    add({"format": _FORMAT, "backbone": getattr(preprocess, "backbone", None), "image_size": int(image_size),
-         "pool": type(pool).__name__, "dtype": str(pool.compute_dtype), "copies": int(copies),
-         "seed": int(seed if copies > 1 else 0),
-         "source": data.source, "classes": list(data.class_names)})
-    if copies > 1:
-        add(_without_names(model.get_layer("augmentation").get_config()))
-    for weight in model_lib.backbone_of(model).weights:
-        h.update(np.ascontiguousarray(weight.numpy()).tobytes())
-    for split in (data.train, data.val):
-        h.update(split.fingerprint().encode())
-    return h.hexdigest()[:20]
-
-
-def _without_names(config):
-    """A layer config without its auto-numbered names (random_flip_3), which are not behaviour."""
-    if isinstance(config, dict):
-        return {k: _without_names(v) for k, v in config.items() if k != "name"}
-    if isinstance(config, list):
-        return [_without_names(v) for v in config]
-    return config
 
 
 def _extractors(model):
@@ -108,8 +69,6 @@ def _extractors(model):
         augmented = tf.function(lambda x: extractor(augment(x, training=True), training=False),
                                 input_signature=spec, autograph=False)
     return plain, augmented, int(extractor.output_shape[-1])
-
-
 
 
 class FeatureCache:
@@ -219,91 +178,6 @@ class CutActivations:
         return train_ds, with_options(val_ds.prefetch(2))
 
 
-class BottomSplit:
-    """A tfl classifier cut where stage 2's trainable layers begin.
-
-    Args:
-        model: a tfl classifier.
-        unfrozen: indices of the backbone layers stage 2 unfreezes.
-
-    Attributes:
-        top: cut activations -> class scores (the layers from the cut, the
-            pooling and the head; shared with `model`, so training `top`
-            trains the classifier).
-        first: index of the first unfrozen backbone layer (where the cut is).
-        nbytes_per_image: bytes of one image's cut activations.
-
-    Examples:
-        >>> split = BottomSplit(model, Unfreeze.parse("2blocks").layer_indices(len(backbone.layers), block_ids))
-        >>> split.top.input_shape
-        (None, 14, 14, 128)
-    """
-
-    def __init__(self, model, unfrozen):
-        import keras
-        import tensorflow as tf
-
-        backbone = model_lib.backbone_of(model)
-        first = self.first = min(unfrozen)
-        index = {id(layer): i for i, layer in enumerate(backbone.layers)}
-        cut = []  # tensors made below the first unfrozen layer and used from it on
-        for layer in backbone.layers[first:]:
-            for t in _compat.layer_input_tensors(layer):
-                if index.get(id(_compat.producing_layer(t)), first) < first and all(t is not c for c in cut):
-                    cut.append(t)
-        single = len(cut) == 1
-        bottom_part = keras.Model(backbone.input, cut[0] if single else cut, name="frozen_bottom")
-        top_part = keras.Model(cut[0] if single else cut, backbone.output, name="unfrozen_top")
-
-        image = keras.Input(model.input_shape[1:], name="image")
-        bottom = keras.Model(image, bottom_part(model.get_layer("preprocess")(image), training=False))
-        inputs = [keras.Input(t.shape[1:], dtype=t.dtype, name=f"cut_{i}") for i, t in enumerate(cut)]
-        pooled = model.get_layer("pool")(top_part(inputs[0] if single else inputs, training=False))
-        self.top = keras.Model(inputs[0] if single else inputs, model.get_layer("head")(pooled), name="tfl_top")
-        # Checkpoints hold the classifier's weights whichever way stage 2 is fed, so a checkpoint
-        # always loads into the classifier (object.__setattr__: Keras must not track these).
-        object.__setattr__(self.top, "save_weights", model.save_weights)
-        object.__setattr__(self.top, "load_weights", model.load_weights)
-        self.model = model
-        pooling = keras.Model(inputs[0] if single else inputs, pooled)
-        self.single = single
-        self.nbytes_per_image = sum(int(np.prod(t.shape[1:])) * np.dtype(t.dtype).itemsize for t in cut)
-        self.shapes = [tuple(t.shape[1:]) for t in cut]
-
-        spec = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
-        names = [layer.name for layer in model.layers]
-        augment = model.get_layer("augmentation") if "augmentation" in names else None
-
-        def both(x):
-            b = bottom(x, training=False)
-            return b, pooling(b, training=False)
-
-        self.plain = tf.function(both, input_signature=spec, autograph=False)
-        self.augmented = None if augment is None else tf.function(
-            lambda x: both(augment(x, training=True)), input_signature=spec, autograph=False)
-
-    def describe(self) -> str:
-        return " + ".join("x".join(str(d) for d in s) for s in self.shapes)
-
-
-def _compute_both(split: BottomSplit, train_images, val_images, copies: int, progress=None):
-    """(train activations per copy, val activations, train features per copy, val features) in one pass."""
-    def run(fn, dataset):
-        acts, feats = [], []
-        for x, _ in dataset:
-            b, f = fn(x)
-            acts.append([np.asarray(v) for v in (b if isinstance(b, (list, tuple)) else [b])])
-            feats.append(np.asarray(f))
-            if progress is not None:
-                progress.update(len(feats[-1]))
-        return [np.concatenate(parts) for parts in zip(*acts)], np.concatenate(feats)
-
-    fns = [split.plain] + [split.augmented] * (copies - 1)
-    train = [run(fn, train_images) for fn in fns]
-    val = run(split.plain, val_images)
-    return [a for a, _ in train], val[0], [f for _, f in train], val[1]
-
-
 class ActivationStore:
     """Computes, keeps and shares the cached backbone outputs of one process.
 
@@ -385,7 +259,7 @@ class ActivationStore:
         progress = Progress("backbone features", images)
         if not on_disk and split is not None and self.fits(nbytes + images * split.nbytes_per_image):
             with progress:
-                train_acts, val_acts, train, val = _compute_both(split, train_images, val_images, copies, progress)
+                train_acts, val_acts, train, val = compute_both(split, train_images, val_images, copies, progress)
             self._put(_cut_key(key, split), CutActivations(train_acts, val_acts, train_labels, val_labels))
         elif not on_disk:
             with progress:
@@ -396,10 +270,10 @@ class ActivationStore:
             self._put(key, cache)
             return cache
         folder = os.path.join(self.cache_dir, key)
-        reused = _complete(folder, key)
+        reused = complete(folder, key)
         if not reused:
             with progress:
-                _write(self.cache_dir, key, [(f"train{i}", fn, train_images, len(data.train))
+                write(self.cache_dir, key, [(f"train{i}", fn, train_images, len(data.train))
                                              for i, fn in enumerate(fns)]
                        + [("val", plain, val_images, len(data.val))], dim, progress)
         train = [np.load(os.path.join(folder, f"train{i}.npy"), mmap_mode="r") for i in range(copies)]
@@ -431,7 +305,7 @@ class ActivationStore:
         train_labels = np.asarray(data.train.labels, np.int32)
         val_labels = np.asarray(data.val.labels, np.int32)
         with Progress("activations of the frozen bottom", copies * len(data.train) + len(data.val)) as progress:
-            train_acts, val_acts, _, _ = _compute_both(split, data.train.dataset(image_size, batch_size),
+            train_acts, val_acts, _, _ = compute_both(split, data.train.dataset(image_size, batch_size),
                                                        data.val.dataset(image_size, batch_size), copies, progress)
         acts = CutActivations(train_acts, val_acts, train_labels, val_labels)
         self._put(_cut_key(cache_key(split.model, data, image_size, copies, seed), split), acts)
@@ -451,93 +325,3 @@ def _batched_call(fn, dataset, progress=None) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
-def _complete(folder: str, key: str) -> bool:
-    """Whether `folder` holds the whole cache of `key`, each file as it was written.
-
-    meta.json records each file's size and CRC-32; a file that was truncated
-    or edited since (a full disk, a copy cut short, another program) does not
-    match, and the cache is computed again, with one line saying why, instead
-    of being read as garbage. The check reads the files once per process
-    (about 1 s per GB).
-    """
-    meta = os.path.join(folder, "meta.json")
-    if not os.path.exists(meta):
-        return False
-    try:
-        with open(meta, encoding="utf-8") as f:
-            info = json.load(f)
-        if not isinstance(info, dict) or info.get("key") != key:
-            return False
-        files = info.get("files")
-        if not isinstance(files, dict) or not files:
-            raise ValueError("meta.json lists no files (written by an older tfl)")
-        stamp = tuple((name, os.stat(os.path.join(folder, name)).st_mtime_ns) for name in sorted(files))
-        if (folder, stamp) in _VERIFIED:
-            return True
-        for name, expected in sorted(files.items()):
-            path = os.path.join(folder, name)
-            size = os.path.getsize(path)
-            if size != expected["bytes"]:
-                raise ValueError(f"{name} has {size:,} bytes, {expected['bytes']:,} were written")
-            if _crc32(path) != expected["crc32"]:
-                raise ValueError(f"{name} changed since it was written (checksum)")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        from tfl._logging import log
-
-        why = e.strerror if isinstance(e, OSError) and e.strerror else e
-        log.info(f"feature cache {folder} is damaged ({why}): computing it again")
-        return False
-    _VERIFIED.add((folder, stamp))
-    return True
-
-
-# (folder, file modification times) of caches verified in this process: a search's trials share one.
-_VERIFIED: set = set()
-
-
-def _crc32(path: str) -> int:
-    import zlib
-
-    crc = 0
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            crc = zlib.crc32(block, crc)
-    return crc
-
-
-def _write(cache_dir: str, key: str, parts, dim: int, progress=None) -> None:
-    """Computes each part into `.npy` files in a temporary folder, then renames it into place.
-
-    A killed run leaves only a temporary folder, which the next write removes:
-    a folder named by a key is always complete. Caches of other keys are
-    stale for this run folder and are deleted.
-    """
-    os.makedirs(cache_dir, exist_ok=True)
-    for name in os.listdir(cache_dir):
-        if name != key:
-            shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
-    tmp = os.path.join(cache_dir, f".tmp-{key}-{os.getpid()}")
-    os.makedirs(tmp)
-    try:
-        for name, fn, dataset, n in parts:
-            out = np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), mode="w+", dtype="<f4", shape=(n, dim))
-            i = 0
-            for x, _ in dataset:
-                feats = fn(x).numpy()
-                out[i:i + len(feats)] = feats
-                i += len(feats)
-                if progress is not None:
-                    progress.update(len(feats))
-            if i != n:
-                raise RuntimeError(f"feature cache: {name} yielded {i} images, expected {n}")
-            out.flush()
-            del out
-        files = {f"{p[0]}.npy": {"bytes": os.path.getsize(os.path.join(tmp, f"{p[0]}.npy")),
-                                 "crc32": _crc32(os.path.join(tmp, f"{p[0]}.npy"))} for p in parts}
-        with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump({"key": key, "dim": dim, "parts": [p[0] for p in parts], "files": files}, f)
-        final = os.path.join(cache_dir, key)
-        shutil.rmtree(final, ignore_errors=True)  # an unreadable one: _complete() said no
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ the ones training uses (mixed precision's loss scaling included). Each step
 is a one-step epoch, so the loss Keras reports is that batch's loss. The
 weights are restored afterwards, so the test leaves the model as it found it.
 
-`tfl.training.trainer.lr_find` runs it for one stage of a configuration:
+`tfl.training.api.lr_find` runs it for one stage of a configuration:
 stage 1 trains the head on cached backbone features, so its test costs
 seconds; stage 2 first trains the head, then tests the unfrozen top.
 """

@@ -103,7 +103,7 @@ def stage2_split(model, cfg: TrainConfig, block_ids: typing.Sequence[int]):
     gradual unfreezing), unfreezes nothing, or unfreezes down to the input.
     """
     from tfl.models import classifier as model_lib
-    from tfl.training.activations import BottomSplit
+    from tfl.training.cut import BottomSplit
 
     stage = cfg.stage2
     if not stage.epochs or stage.gradual or stage.learning_rate.kind == "range":

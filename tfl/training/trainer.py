@@ -20,20 +20,20 @@ import dataclasses
 import math
 import os
 import sys
-import tempfile
 import time
 import typing
 
 from tfl import config as config_lib
 from tfl import interrupts
 from tfl._logging import log
-from tfl.config import TrainConfig, is_minimized
+from tfl.config import TrainConfig
 from tfl.errors import UsageError, flag
 from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
+from tfl.training._results import class_counts, describe, near_chance, stage_metrics, worse
 
 if typing.TYPE_CHECKING:  # pragma: no cover - typing only
-    from tfl.training.lr_finder import LRFinderResult
+    pass
 from tfl.training import _checkpoint, _optim
 
 
@@ -472,9 +472,9 @@ class Trainer:
         s1_weights = [w.numpy() for w in self.model.weights]
         _checkpoint.kill_point("between-stages")
         s2 = self._run_stage(plan2, *self._inputs(plan2)) if plan2.epochs else None
-        m1, m2 = _stage_metrics(s1, cfg.monitor), _stage_metrics(s2, cfg.monitor)
+        m1, m2 = stage_metrics(s1, cfg.monitor), stage_metrics(s2, cfg.monitor)
         best_stage = 2 if s2 else 1
-        if s1 and s2 and _worse(m2.get(cfg.monitor), m1.get(cfg.monitor), cfg.monitor):
+        if s1 and s2 and worse(m2.get(cfg.monitor), m1.get(cfg.monitor), cfg.monitor):
             # Fine-tuning made it worse: keep stage 1's model.
             best_stage = 1
             for w, v in zip(self.model.weights, s1_weights):
@@ -483,7 +483,7 @@ class Trainer:
         self._save(m1, m2, best_stage, validation)
         if self.write_report:
             self._report()
-        log.info(f"stage 1 {_fmt(m1)} | stage 2 {_fmt(m2)} | kept stage {best_stage}; "
+        log.info(f"stage 1 {describe(m1)} | stage 2 {describe(m2)} | kept stage {best_stage}; "
                  f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
         if self.write_report:  # a run of its own, not a trial of a search (which says where its best run is)
             self._say_where_and_what_next(m2 if best_stage == 2 else m1)
@@ -524,7 +524,7 @@ class Trainer:
         accuracy = kept.get("val_accuracy")
         if accuracy is None or self.config.model.head.multi_label:
             return
-        majority = near_chance(accuracy, _counts(self.data.val.labels, self.data.num_classes))
+        majority = near_chance(accuracy, class_counts(self.data.val.labels, self.data.num_classes))
         if majority is not None:
             why = ("there are no pretrained weights (weights=None): a model trained from scratch on little data "
                    "stays near chance; use ImageNet weights" if self.config.model.weights is None else
@@ -561,119 +561,3 @@ class Trainer:
             state = self.run.read_state()
             state["finished"] = True
             self.run.write_state(state)
-
-
-def near_chance(accuracy: float, class_counts: typing.Sequence[int], margin: float = 0.05):
-    """The majority-class rate when `accuracy` is within `margin` of it (or below), else None.
-
-    Always answering the most common class scores that rate, so a model below
-    it plus a margin has learned next to nothing.
-
-    Examples:
-        >>> near_chance(0.26, [24, 24, 24, 24])
-        0.25
-        >>> near_chance(0.9, [24, 24, 24, 24]) is None
-        True
-    """
-    total = sum(class_counts)
-    if not total:
-        return None
-    majority = max(class_counts) / total
-    return majority if accuracy < majority + margin else None
-
-
-def _counts(labels, num_classes: int) -> typing.List[int]:
-    counts = [0] * num_classes
-    for y in labels:
-        counts[int(y)] += 1
-    return counts
-
-
-def _stage_metrics(state, monitor) -> dict:
-    if state is None or not state.data.get("best_epoch"):
-        return {}
-    epoch = state.data["best_epoch"]
-    out = {k: v[epoch - 1] for k, v in state.history.items() if k.startswith("val_") and len(v) >= epoch}
-    return {**out, "best_epoch": epoch, "epochs": state.epochs_done}
-
-
-def _worse(a, b, monitor) -> bool:
-    if a is None or b is None:
-        return False
-    return a > b if is_minimized(monitor) else a < b
-
-
-def _fmt(m: dict) -> str:
-    if not m:
-        return "skipped"
-    return f"val_accuracy {m.get('val_accuracy', float('nan')):.4f} (epoch {m['best_epoch']})"
-
-
-def fine_tune(config: typing.Optional[TrainConfig] = None, out: str = "runs/latest", *, resume: bool = False,
-              overwrite: bool = False, verbose="auto", **overrides) -> FineTuneResult:
-    """Trains a classifier in two stages: the head, then the top of the backbone.
-
-    Args:
-        config: a full `TrainConfig`; `None` starts from the defaults.
-        out: the run folder to write.
-        resume: continue the run in `out` from its last checkpoint.
-        overwrite: replace an existing run folder.
-        verbose: Keras verbosity.
-        **overrides: shortcuts for common fields: `data` (source string),
-            `backbone`, `weights`, `image_size`, `epochs`, `fine_tune_epochs`,
-            `lr`, `fine_tune_lr`, `unfreeze`, `batch_size`, `seed`.
-
-    Returns:
-        A `FineTuneResult`.
-
-    Examples:
-        >>> result = tfl.fine_tune(data="folder:hymenoptera_data", backbone="mobilenet_025", out="runs/ants")
-        >>> result.val_accuracy
-        0.9...
-    """
-    cfg = config_lib.apply_overrides(config or TrainConfig(), **overrides)
-    return Trainer(cfg, out, resume=resume, overwrite=overwrite, verbose=verbose).fit()
-
-
-def lr_find(config=None, *, stage: int = 1, out: typing.Optional[str] = None, min_lr: float = 1e-7,
-            max_lr: float = 10.0, steps: typing.Optional[int] = None, method: str = "valley",
-            verbose=0, **overrides) -> LRFinderResult:
-    """Runs the learning-rate range test for one stage of a run's configuration.
-
-    Args:
-        config: a `TrainConfig` (`None`: the defaults).
-        stage: 1 (the head, on cached features) or 2 (the unfrozen top of
-            the backbone and the head, after training the head as stage 1
-            is configured).
-        out: PNG path of the plot (the numbers go beside it as `.json`).
-        min_lr: first learning rate.
-        max_lr: last learning rate.
-        steps: steps of the test (default 200 for stage 1, 100 for stage 2).
-        method: `valley`, `steepest` or `minimum`.
-        verbose: Keras verbosity of the stage-1 training before a stage-2 test.
-        **overrides: the shortcuts of `tfl.fine_tune` (`data`, `backbone`,
-            `weights`, `image_size`, `unfreeze`, ...).
-
-    Returns:
-        An `LRFinderResult`; `result.suggestion` is the learning rate.
-
-    Examples:
-        >>> r = tfl.lr_find(data="folder:hymenoptera_data", backbone="mobilenet_025", out="lr.png")
-        >>> r.suggestion
-        0.0063...
-    """
-    from tfl.training.lr_finder import METHODS
-
-    if stage not in (1, 2):
-        raise UsageError(f"--stage {stage}: the range test is for stage 1 or 2")
-    if method not in METHODS:
-        raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
-    cfg = config_lib.apply_overrides(config or TrainConfig(), **overrides)
-    if stage == 1:
-        cfg.stage2.epochs = 0
-    with tempfile.TemporaryDirectory(prefix="tfl-lr-find-") as tmp:
-        trainer = Trainer(cfg, os.path.join(tmp, "run"), verbose=verbose)
-        result = trainer.find_lr(stage, min_lr=min_lr, max_lr=max_lr, steps=steps, method=method)
-    if out:
-        result.save(out)
-    return result
