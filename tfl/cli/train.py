@@ -121,7 +121,8 @@ def train_options(f):
     opts = [
         option("--backbone", default_text=model.backbone, help="Backbone name (see `tfl backbones`)."),
         option("--weights", callback=_weights, metavar="imagenet|none|PATH", default_text=shown(model.weights),
-               help="Backbone weights: imagenet, none (random initialisation), or a weights file PATH."),
+               help="Backbone weights: imagenet, none (no pretrained weights: every layer trains from scratch in one "
+                    "stage), or a weights file PATH."),
         option("--image-size", type=click.IntRange(16, 2048), default_text="the backbone's (see tfl backbones)",
                help="Square input side in pixels."),
         option("--epochs", type=click.IntRange(0), default_text=shown(s1.epochs),
