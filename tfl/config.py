@@ -43,6 +43,10 @@ class DataConfig:
         val_split: validation split; `None` picks `val`/`validation`/`test`
             when present, else holds out `val_fraction` of the training data.
         val_fraction: held-out fraction when there is no validation split.
+        holdout: fraction of the training images held out as a test split
+            (stratified, seeded) that no choice of the run ever sees, so the
+            kept model gets an honest score; `0` holds nothing out. Ignored
+            when the data has its own test split (that one is used).
         batch_size: global batch size.
         download: let tfds download a dataset that is not prepared.
         strict: refuse the data when any image (or CSV row) is unusable
@@ -66,6 +70,7 @@ class DataConfig:
     train_split: str = "train"
     val_split: typing.Optional[str] = None
     val_fraction: float = 0.2
+    holdout: float = 0.0
     batch_size: int = 32
     download: bool = True
     strict: bool = False
@@ -294,6 +299,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"batch size must be >= 1, got {cfg.data.batch_size}")
     if not 0 < cfg.data.val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
+    if not 0 <= cfg.data.holdout < 0.9:
+        raise ValueError(f"--holdout {cfg.data.holdout}: give the fraction of the training images to hold out "
+                         "as a test split, from 0 (none) to below 0.9, e.g. --holdout 0.15")
     if cfg.monitor not in MONITORS:
         raise ValueError(f"monitor '{cfg.monitor}' is not one of {', '.join(MONITORS)}")
     if cfg.monitor in MULTI_LABEL_METRICS and not cfg.model.head.multi_label:
@@ -312,6 +320,7 @@ OVERRIDES = {
     "data_dir": ("data", "data_dir"),
     "batch_size": ("data", "batch_size"),
     "val_split": ("data", "val_split"),
+    "holdout": ("data", "holdout"),
     "strict": ("data", "strict"),
     "path_column": ("data", "path_column"),
     "label_column": ("data", "label_column"),

@@ -51,6 +51,10 @@ class FineTuneResult:
         validation: multi-label runs: the kept model's validation scores at
             the per-label thresholds chosen on it (`macro_f1`, `micro_f1`,
             `map`, `accuracy` (exact match), `thresholds`); empty otherwise.
+        test: the kept model's scores on the test split (a test folder, test
+            rows of a table, or `--holdout`), which nothing was chosen on:
+            `accuracy` (multi-label: also `macro_f1`, `micro_f1`, `map`),
+            `num_images`, `split` (where it came from); empty without one.
     """
 
     run_dir: str
@@ -60,10 +64,23 @@ class FineTuneResult:
     best_stage: int
     model: typing.Any = None
     validation: dict = dataclasses.field(default_factory=dict)
+    test: dict = dataclasses.field(default_factory=dict)
 
     @property
     def val_accuracy(self) -> float:
         return (self.stage2 if self.best_stage == 2 else self.stage1).get("val_accuracy", float("nan"))
+
+
+def test_summary(test: dict) -> str:
+    """The test scores in a few words, e.g. `accuracy 0.8412 on 63 images (15% of train held out ...)`.
+
+    Examples:
+        >>> test_summary({"accuracy": 0.5, "num_images": 4, "split": "the data's test split"})
+        "accuracy 0.5000 on 4 images (the data's test split, never used to choose anything)"
+    """
+    scores = "  ".join(f"{k} {test[k]:.4f}" for k in ("macro_f1", "micro_f1", "map") if k in test)
+    main = scores or f"accuracy {test.get('accuracy', float('nan')):.4f}"
+    return f"{main} on {test.get('num_images', 0)} images ({test.get('split', 'test')}, never used to choose anything)"
 
 
 def _verbose(verbose):
@@ -88,6 +105,8 @@ class Trainer:
             backbone outputs (default: one for this run, spilling to the run
             folder's `features/`); a search shares one between its trials.
         report: write the HTML report at the end (tuning writes one for the best run only).
+        score_test: score the kept model on the data's test split, if any
+            (a search's trials do not: only its best model is scored).
 
     Examples:
         >>> trainer = Trainer(TrainConfig(data=DataConfig("folder:photos")), "runs/photos")
@@ -95,7 +114,8 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run_dir: str, *, resume: bool = False, overwrite: bool = False,
-                 verbose="auto", data=None, strategy=None, callbacks=(), store=None, report=True):
+                 verbose="auto", data=None, strategy=None, callbacks=(), store=None, report=True,
+                 score_test=True):
         from tfl.training.activations import ActivationStore
 
         self.run = RunFolder(run_dir)
@@ -110,6 +130,8 @@ class Trainer:
         self.extra_callbacks = list(callbacks)
         self.store = store if store is not None else ActivationStore(cache_dir=self.run.features_dir)
         self.write_report = report
+        # A search's trials leave the test split alone: a score seen per trial would become a choice.
+        self.score_test = score_test
         self.run.write_config(config)
         # Set by _setup():
         self.model = None  # the classifier
@@ -480,14 +502,40 @@ class Trainer:
             for w, v in zip(self.model.weights, s1_weights):
                 w.assign(v)
         validation = self._thresholds() if cfg.model.head.multi_label else {}
-        self._save(m1, m2, best_stage, validation)
+        test = self._score_test(validation.get("thresholds"))
+        self._save(m1, m2, best_stage, validation, test)
         if self.write_report:
             self._report()
-        log.info(f"stage 1 {describe(m1)} | stage 2 {describe(m2)} | kept stage {best_stage}; "
-                 f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
+        log.info(f"stage 1 {describe(m1)} | stage 2 {describe(m2)} | kept stage {best_stage} (chosen on val)"
+                 + (f" | test {test_summary(test)}" if test else "")
+                 + f"; {time.time() - t0:.0f}s; run folder: {self.run.path}")
         if self.write_report:  # a run of its own, not a trial of a search (which says where its best run is)
             self._say_where_and_what_next(m2 if best_stage == 2 else m1)
-        return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model, validation)
+        return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model, validation,
+                              test)
+
+    def _score_test(self, thresholds=None) -> dict:
+        """The kept model's scores on the test split, which no choice of the run has seen (empty without one)."""
+        test = self.data.test
+        if not self.score_test or test is None or not len(test):
+            return {}
+        import numpy as np
+
+        from tfl.data.loading import label_matrix
+        from tfl.serving import evaluation
+
+        probs, labels = evaluation.predict_probabilities(
+            self.model, test.dataset(self.image_size, self.config.data.batch_size))
+        where = next((part.split(": ", 1)[1] for part in self.data.layout.split("; ") if part.startswith("test: ")),
+                     "the data's test split")
+        out = {"num_images": int(len(labels)), "split": where}
+        if self.config.model.head.multi_label:
+            truth = label_matrix(test.labels, self.data.num_classes)
+            m = evaluation.multilabel_metrics(probs, truth, self.data.class_names, thresholds)
+            out.update({k: float(m[k]) for k in ("macro_f1", "micro_f1", "map", "accuracy")})
+        else:
+            out["accuracy"] = float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
+        return out
 
     def _thresholds(self) -> dict:
         """Multi-label: chooses each label's threshold on the validation split; returns the scores there.
@@ -542,7 +590,7 @@ class Trainer:
             why = (str(e).strip().splitlines() or [type(e).__name__])[0]
             log.info(f"warning: report not written ({why}); retry with: tfl report {self.run.path}")
 
-    def _save(self, m1, m2, best_stage, validation=None):
+    def _save(self, m1, m2, best_stage, validation=None, test=None):
         from tfl.runs import atomic_path, ensure_space
 
         history = {"stage1": _checkpoint.StageState(self.run, 1).history,
@@ -557,7 +605,9 @@ class Trainer:
                                     "val_accuracy": (m2 if best_stage == 2 else m1).get("val_accuracy"),
                                     "num_train": len(self.data.train), "num_val": len(self.data.val),
                                     "skipped": len(self.data.skipped),
-                                    **({"validation": validation} if validation else {})})
+                                    "selected_on": "val",
+                                    **({"validation": validation} if validation else {}),
+                                    **({"test": test} if test else {})})
             state = self.run.read_state()
             state["finished"] = True
             self.run.write_state(state)
