@@ -139,6 +139,7 @@ class Trainer:
         self.block_ids = None  # block index of each backbone layer
         self.plans = None  # (StagePlan of stage 1, of stage 2)
         self.unfrozen_layers = []  # names of the backbone layers stage 2 trains
+        self.decisions = {}  # what the run decided from its data (e.g. stage 2's depth), for metrics.json
 
     # -- setup ------------------------------------------------------------------------------------
     def _setup(self):
@@ -184,6 +185,8 @@ class Trainer:
         with self.strategy.scope():
             self.model = model_lib.build_model(cfg.model, self.data.num_classes, seed=cfg.seed, scratch=scratch)
         self.block_ids = backbones.block_ids(spec, model_lib.backbone_of(self.model))
+        if cfg.stage2.unfreeze_spec.kind == "auto":
+            cfg = self.config = self._decide_depth(cfg)
         stage2 = _checkpoint.StageState(self.run, 2)
         resumed_inputs = stage2.data.get("inputs", None if not stage2.epochs_done else "images")
         with self.strategy.scope():  # the cut's top model must belong to the strategy, as the classifier does
@@ -195,6 +198,36 @@ class Trainer:
         state = self.run.read_state()
         state["plan"] = {f"stage{p.stage}": p.describe() for p in self.plans}  # what was decided, and why
         self.run.write_state(state)
+
+    def _decide_depth(self, cfg: "config_lib.TrainConfig") -> "config_lib.TrainConfig":
+        """`--unfreeze auto`: the run's config with stage 2's depth decided from the data (`tfl.training.depth`).
+
+        The decision is kept in state.json, so a resumed run goes on with the same depth without measuring
+        again, and in metrics.json; config.json keeps `auto`, what the user asked for.
+        """
+        from tfl.training import depth
+
+        state = self.run.read_state()
+        decided = (state.get("decisions") or {}).get(depth.DECISION)
+        if decided is None:
+            if cfg.model.weights is None or not cfg.stage2.epochs:
+                decided = {"chosen": f"--unfreeze {depth.MIN_BLOCKS}blocks", "why": "no stage 2 to decide for",
+                           "seconds": 0.0}
+            elif self.data.multi_label:
+                decided = {"chosen": f"--unfreeze {depth.MIN_BLOCKS}blocks", "seconds": 0.0,
+                           "why": "multi-label data: the depth probes score single-label data only"}
+            else:
+                decision = depth.decide_depth(self.model, model_lib.backbone_of(self.model), self.block_ids,
+                                              self.data, self.image_size, cfg.data.batch_size, cfg.seed)
+                decided = decision.describe()
+                log.info(f"stage 2 depth (--unfreeze auto): {decision.unfreeze}, decided in "
+                         f"{decision.seconds:.1f}s: {decision.why}")
+            state.setdefault("decisions", {})[depth.DECISION] = decided
+            self.run.write_state(state)
+        self.decisions[depth.DECISION] = decided
+        resolved = config_lib.TrainConfig.from_dict(cfg.to_dict())
+        resolved.stage2.unfreeze = decided["chosen"].split()[-1]
+        return resolved
 
     def _keep_table(self):
         """Data from an in-memory table (`tfl.load_data(df)`): its rows become the run's `data.csv`.
@@ -606,6 +639,7 @@ class Trainer:
                                     "num_train": len(self.data.train), "num_val": len(self.data.val),
                                     "skipped": len(self.data.skipped),
                                     "selected_on": "val",
+                                    **({"decisions": self.decisions} if self.decisions else {}),
                                     **({"validation": validation} if validation else {}),
                                     **({"test": test} if test else {})})
             state = self.run.read_state()
