@@ -5,10 +5,10 @@ photos like ImageNet's they are worth keeping, and retraining them on a few
 hundred images only loses what they know (hymenoptera: the top 2 blocks give
 0.889, the top 8 blocks 0.856, below stage 1's 0.863). Where the domain moves
 away from ImageNet (aerial photos, say), the features *below* the top blocks
-classify the new data about as well as the top ones (rsscn7: a linear probe
-on the pooled output 6 blocks down scores 0.839, the same as the final
-features), so the top blocks add nothing for this data and retraining them
-from there pays (rsscn7: 2 blocks 0.839, 4 blocks 0.853, 8 blocks 0.862).
+classify the new data about as well as the ones higher up (rsscn7: a linear
+probe on the pooled output 6 blocks down scores 0.839, 2 blocks down 0.848),
+so the blocks in between add nothing for this data and retraining them pays
+(rsscn7: 2 blocks 0.839, 4 blocks 0.853, 8 blocks 0.862).
 
 The decision measures exactly that, cheaply, before stage 1: one pass of the
 frozen backbone over the plain training and validation images (a class-
@@ -16,8 +16,8 @@ balanced subsample of a large training split) gives the pooled final features
 and the pooled activations at each candidate cut (2 blocks, about a quarter
 and about half of the blocks from the top); a linear probe on each is scored
 on the validation split. Stage 2 unfreezes down to the deepest candidate cut
-whose probe scores within `TOLERANCE` of the final features' probe, and never
-less than 2 blocks. It costs one forward pass and a few small logistic
+whose probe scores within `TOLERANCE` of the 2-block cut's (see `choose`), and
+never less than 2 blocks. It costs one forward pass and a few small logistic
 regressions; the seconds are printed and recorded with the choice.
 """
 
@@ -81,22 +81,34 @@ def choose(scores: typing.Dict[str, float], candidates: typing.Sequence[int],
            tolerance: float = TOLERANCE) -> typing.Tuple[str, str]:
     """(`--unfreeze` value, reason) from the probes' validation accuracies.
 
+    Stage 2 always trains the top `MIN_BLOCKS` blocks, so the question is
+    only whether to go deeper: a deeper cut whose features classify the data
+    about as well as the features at the `MIN_BLOCKS` cut means the blocks in
+    between add nothing for this data, and are retrained too. (The cuts are
+    compared with each other, not with the final features: those can be much
+    wider, e.g. MobileNetV2's 1280 channels against 56 at its 2-block cut, and
+    a linear probe favours width.)
+
     Examples:
         >>> choose({"top": 0.84, "2blocks": 0.81, "4blocks": 0.77, "7blocks": 0.76}, [2, 4, 7])[0]
         '2blocks'
         >>> choose({"top": 0.84, "2blocks": 0.85, "4blocks": 0.835, "7blocks": 0.83}, [2, 4, 7])[0]
         '7blocks'
     """
-    top = scores["top"]
-    close = [k for k in candidates if scores[f"{k}blocks"] >= top - tolerance]
-    deepest = max(close, default=MIN_BLOCKS)
     shown = ", ".join(f"{k} blocks down {scores[f'{k}blocks']:.3f}" for k in candidates)
-    if deepest == MIN_BLOCKS:
-        why = (f"the top blocks add to what is below them on this data (linear probes on val: final features "
-               f"{top:.3f}; {shown}): fine-tune only the top {MIN_BLOCKS}")
+    probes = f"linear probes on val: final features {scores['top']:.3f}" + (f", {shown}" if shown else "")
+    if not candidates:
+        return f"{MIN_BLOCKS}blocks", f"no deeper cut to compare ({probes})"
+    reference = scores[f"{candidates[0]}blocks"]
+    close = [k for k in candidates if scores[f"{k}blocks"] >= reference - tolerance]
+    deepest = max(close)
+    if deepest == candidates[0]:
+        why = (f"features deeper down classify this data worse than {candidates[0]} blocks down ({probes}): "
+               f"the blocks in between are worth keeping; fine-tune the top {candidates[0]}")
     else:
-        why = (f"features {deepest} blocks down classify this data about as well as the final ones (linear "
-               f"probes on val: final {top:.3f}; {shown}; within {tolerance:.2f}): retrain the top {deepest} blocks")
+        why = (f"features {deepest} blocks down classify this data about as well as {candidates[0]} blocks down "
+               f"({probes}; within {tolerance:.2f}): the blocks in between add little here; retrain the top "
+               f"{deepest}")
     return f"{deepest}blocks", why
 
 
