@@ -190,6 +190,10 @@ def decide_depth(model, backbone, block_ids, data, image_size: int, batch_size: 
 
     from tfl._progress import Progress
 
+    key = (model.get_layer("preprocess").backbone, image_size, data.train.fingerprint(), data.val.fingerprint(),
+           seed, tuple(w.path for w in backbone.weights[:1]), float(np.sum(backbone.weights[0].numpy())))
+    if key in _DECIDED:  # a search's trials on the same data and backbone measure once
+        return dataclasses.replace(_DECIDED[key], seconds=0.0)
     t0 = time.time()
     num_blocks = max(block_ids) + 1
     candidates = candidate_blocks(num_blocks)
@@ -211,4 +215,8 @@ def decide_depth(model, backbone, block_ids, data, image_size: int, batch_size: 
     names = ["top"] + [f"{k}blocks" for k in candidates]
     scores = {name: round(probe_accuracy(a, ytr, b, yva, seed), 4) for name, a, b in zip(names, tr, va)}
     unfreeze, why = choose(scores, candidates)
-    return DepthDecision(unfreeze, scores, why, time.time() - t0, len(ytr), len(yva))
+    _DECIDED[key] = DepthDecision(unfreeze, scores, why, time.time() - t0, len(ytr), len(yva))
+    return _DECIDED[key]
+
+
+_DECIDED: typing.Dict[tuple, DepthDecision] = {}
