@@ -12,7 +12,7 @@ def model_and_blocks():
     from tfl.models import classifier as model_lib
 
     cfg = TrainConfig()
-    cfg.model.weights, cfg.model.image_size = None, 64
+    cfg.model.backbone, cfg.model.weights, cfg.model.image_size = "mobilenet_025", None, 64
     model = model_lib.build_model(cfg.model, 3, seed=0)
     return model, backbones.block_ids("mobilenet_025", model_lib.backbone_of(model))
 
@@ -21,7 +21,9 @@ def _plan(model_and_blocks, budget=10**9, **changes):
     from tfl.training import plan as plan_lib
 
     cfg = TrainConfig()
-    cfg.model.image_size = 64  # ImageNet weights (the default) in the config; the model itself needs none
+    cfg.model.backbone, cfg.model.image_size = "mobilenet_025", 64  # ImageNet weights in the config; the model
+    # itself needs none. `--unfreeze auto` (the default) is resolved by the Trainer before it plans: 2 blocks here.
+    cfg.stage2.unfreeze = "2blocks"
     for key, value in changes.items():
         obj, attr = ((cfg.stage2, key[len("stage2_"):]) if key.startswith("stage2_") else
                      (cfg.model, key) if key == "weights" else (cfg, key))
@@ -29,6 +31,11 @@ def _plan(model_and_blocks, budget=10**9, **changes):
     model, block_ids = model_and_blocks
     return plan_lib.make_plan(cfg, model, block_ids, num_train=100, num_val=20, feature_dim=256,
                               memory_budget=budget)
+
+
+def test_unresolved_auto_depth_is_refused_by_the_plan(model_and_blocks):
+    with pytest.raises(UsageError, match="auto is decided by the run"):
+        _plan(model_and_blocks, stage2_unfreeze="auto")
 
 
 def test_default_plan_trains_stage2_on_the_activations_stage1_keeps(model_and_blocks):
