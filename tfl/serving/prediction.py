@@ -253,6 +253,8 @@ def image_batches(paths: typing.Sequence[str], image_size: int, batch_size: int)
 
 def decode_error(path: str) -> str:
     """Why TensorFlow cannot decode `path` (its op's own words)."""
+    import re
+
     import tensorflow as tf
 
     from tfl.data.loading import decode_image
@@ -260,8 +262,8 @@ def decode_error(path: str) -> str:
 
     try:
         decode_image(tf.io.read_file(path))
-    except tf.errors.OpError as e:
-        return error_line(e.message)
+    except tf.errors.OpError as e:  # eager errors start with the op's function name and end with its type
+        return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", error_line(e.message)).split(" [Op:")[0]
     return "it decoded when tried alone"
 
 
