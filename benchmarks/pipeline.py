@@ -120,6 +120,65 @@ def feature_pass_rate(image_size, batch_size, steps):
     return _rate(steps * batch_size, time.perf_counter() - t)
 
 
+def forward_rates(image_size, batch_sizes, seconds=4.0):
+    """{batch size: images/s} of the backbone's own compiled forward pass on ready tensors in memory.
+
+    The reference for the feature pass: preprocessing, backbone and pooling
+    (what `feature_extractor` returns) in one `tf.function`, no XLA, called
+    on one random batch over and over, so nothing but the network runs.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from tfl.config import ModelConfig
+    from tfl.models import classifier as model_lib
+
+    _common.reset_keras(0)
+    model = model_lib.build_model(ModelConfig(backbone="mobilenet_025", weights="imagenet", image_size=image_size), 2)
+    extractor = model_lib.feature_extractor(model)
+    fn = tf.function(lambda x: extractor(x, training=False), jit_compile=False, autograph=False)
+    rates = {}
+    for bs in batch_sizes:
+        x = tf.constant(np.random.default_rng(0).uniform(0, 255, (bs, image_size, image_size, 3)), tf.float32)
+        fn(x).numpy()  # traces
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            fn(x).numpy()
+            n += bs
+        rates[bs] = _rate(n, time.perf_counter() - t)
+    _common.reset_keras(0)
+    return rates
+
+
+def tfl_feature_pass_rate(source, image_size, batch_size, copies=1):
+    """images/s of tfl's feature pass from the files, as the trainer runs it.
+
+    `ActivationStore.features` on freshly loaded data (nothing cached: every
+    file is read and decoded in this pass), with the stage 2 cut of the
+    default plan, so the pass also keeps the frozen bottom's activations.
+    Counts one image per copy of the training split plus the validation split.
+    """
+    from tfl.config import TrainConfig
+    from tfl.data.loading import load_data
+    from tfl.models import backbones
+    from tfl.models import classifier as model_lib
+    from tfl.training import plan as plan_lib
+    from tfl.training.activations import ActivationStore
+
+    _common.reset_keras(0)
+    data = load_data(source)
+    cfg = TrainConfig()
+    cfg.model.image_size = image_size
+    model = model_lib.build_model(cfg.model, data.num_classes)
+    split = plan_lib.stage2_split(model, cfg, backbones.block_ids("mobilenet_025", model_lib.backbone_of(model)))
+    store = ActivationStore()
+    t = time.perf_counter()
+    store.features(model, data, image_size, batch_size, copies=copies, seed=0, split=split)
+    rate = _rate(copies * len(data.train) + len(data.val), time.perf_counter() - t)
+    _common.reset_keras(0)
+    return rate
+
+
 def stage2_cut_rate(image_size, batch_size, steps, *, mixed_precision=False, jit_compile=False):
     """images/s of a stage 2 step on cached activations of the frozen bottom (top 2 blocks + head).
 
