@@ -1,0 +1,118 @@
+"""Cost against data size: `tfl train` on 1x, 4x and 16x copies of one dataset.
+
+For each size K, a temporary dataset holds every train and validation file of
+DATA K times, under K distinct names (symbolic links, so tfl sees K times the
+images). `tfl train` runs on it in a fresh process (both stages, small image
+size and few epochs, so the largest size takes minutes, not hours), and the
+script prints wall time, time per training image and the process's peak
+resident memory (RSS) per size, then:
+
+- `time per image, 16x / 1x: X` (the issue asks for <= 1.2: time grows at
+  most linearly with the data);
+- `peak RSS, 16x / 1x: X` (the issue asks for < 1.5: memory stays bounded).
+
+Features beyond the memory budget (`TFL_FEATURE_MEMORY_MB`, `--memory-mb`)
+go to the run folder's `features/` and are streamed from there.
+
+Usage:
+    python benchmarks/scale.py                        # hymenoptera, 1x 4x 16x, 96 px
+    python benchmarks/scale.py --sizes 1 4 --image-size 128 --memory-mb 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+_common.setup()
+
+# Runs `tfl train` in this process, then reports its peak RSS (and that of any helper it started).
+_RUNNER = """
+import resource, sys
+from tfl.cli import main
+try:
+    main(sys.argv[1:], prog_name="tfl", standalone_mode=False)
+finally:
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(f"peak_rss_kb {peak}", file=sys.stderr)
+"""
+
+
+def replicate(data_dir: str, out: str, k: int) -> int:
+    """`out/<split>/<class>/c<i>_<name>` links for i < k; returns the number of training images."""
+    n_train = 0
+    for split in ("train", "val"):
+        for cls in sorted(os.listdir(os.path.join(data_dir, split))):
+            src = os.path.join(data_dir, split, cls)
+            if not os.path.isdir(src):
+                continue
+            dst = os.path.join(out, split, cls)
+            os.makedirs(dst)
+            for name in sorted(os.listdir(src)):
+                for i in range(k):
+                    os.symlink(os.path.abspath(os.path.join(src, name)), os.path.join(dst, f"c{i}_{name}"))
+                n_train += k if split == "train" else 0
+    return n_train
+
+
+def train(data: str, out: str, args) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_common.REPO, os.environ.get("PYTHONPATH")) if p)}
+    if args.memory_mb is not None:
+        env["TFL_FEATURE_MEMORY_MB"] = str(args.memory_mb)
+    cmd = [sys.executable, "-c", _RUNNER, "train", "--data", f"folder:{data}", "--backbone", "mobilenet_025",
+           "--image-size", str(args.image_size), "--epochs", str(args.epochs),
+           "--fine-tune-epochs", str(args.fine_tune_epochs), "--out", out, "--seed", "42"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=_common.REPO)
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"tfl train failed on {data}:\n{proc.stderr[-3000:]}")
+    peak = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("peak_rss_kb ")]
+    on_disk = os.path.isdir(os.path.join(out, "features")) and bool(os.listdir(os.path.join(out, "features")))
+    return {"seconds": seconds, "peak_rss_mb": peak[-1] / 1024 if peak else float("nan"), "features_on_disk": on_disk}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=os.path.join(_common.SHARED, "datasets", "hymenoptera_data"))
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--fine-tune-epochs", type=int, default=2)
+    p.add_argument("--memory-mb", type=float, default=None,
+                   help="TFL_FEATURE_MEMORY_MB for the runs (default: tfl's budget)")
+    args = p.parse_args(argv)
+
+    print(f"machine: {_common.machine()}", flush=True)
+    data_dir = _common.folder_path(args.data)
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory(prefix="tfl-scale-") as tmp:
+        for k in args.sizes:
+            data = os.path.join(tmp, f"x{k}")
+            n = replicate(data_dir, data, k)
+            r = train(data, os.path.join(tmp, f"run{k}"), args)
+            results[k] = {**r, "images": n}
+            rows.append([f"{k}x", n, r["seconds"], 1000 * r["seconds"] / n, r["peak_rss_mb"],
+                         "yes" if r["features_on_disk"] else "no"])
+            print(f"  {k}x: {n} training images, {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB",
+                  flush=True)
+    print()
+    print(f"{os.path.basename(os.path.normpath(data_dir))} x K, mobilenet_025 at {args.image_size} px, "
+          f"{args.epochs} + {args.fine_tune_epochs} epochs, one process per size")
+    print(_common.table(["size", "train images", "wall s", "ms per train image", "peak RSS MB", "features on disk"],
+                        rows))
+    lo, hi = min(results), max(results)
+    per_image = {k: v["seconds"] / v["images"] for k, v in results.items()}
+    print(f"time per image, {hi}x / {lo}x: {per_image[hi] / per_image[lo]:.2f}")
+    print(f"peak RSS, {hi}x / {lo}x: {results[hi]['peak_rss_mb'] / results[lo]['peak_rss_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
