@@ -144,7 +144,9 @@ def forward_rates(image_size, batch_sizes, seconds=4.0):
     _common.reset_keras(0)
     model = model_lib.build_model(ModelConfig(backbone="mobilenet_025", weights="imagenet", image_size=image_size), 2)
     extractor = model_lib.feature_extractor(model)
-    fn = tf.function(lambda x: extractor(x, training=False), jit_compile=False, autograph=False)
+    spec = [tf.TensorSpec([None, image_size, image_size, 3], tf.float32)]  # one trace for every batch size
+    fn = tf.function(lambda x: extractor(x, training=False), input_signature=spec, jit_compile=False,
+                     autograph=False)
     rates = {}
     for bs in batch_sizes:
         x = tf.constant(np.random.default_rng(0).uniform(0, 255, (bs, image_size, image_size, 3)), tf.float32)

@@ -2,9 +2,11 @@
 
 For each size K, a temporary dataset holds every train and validation file of
 DATA K times, under K distinct names (symbolic links, so tfl sees K times the
-images). `tfl train` runs on it in a fresh process (both stages, small image
-size and few epochs, so the largest size takes minutes, not hours), and the
-script prints wall time, time per training image and the process's peak
+images). tfl's trainer runs on it in a fresh process (data loading and its
+checks, both stages, no HTML report; small image size and few epochs, so the
+largest size takes minutes, not hours), and the script prints the training
+time (the `fit` call: without Python's and TensorFlow's start-up, which do
+not grow with the data), time per training image and the process's peak
 resident memory (RSS) per size, then:
 
 - `time per image, 16x / 1x: X` (the issue asks for <= 1.2: time grows at
@@ -22,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -33,15 +36,21 @@ import _common  # noqa: E402
 
 _common.setup()
 
-# Runs `tfl train` in this process, then reports its peak RSS (and that of any helper it started).
+# Trains in a fresh process as `tfl train` does (data loading and checks, both stages; no HTML report),
+# then reports the seconds that took and the process's peak RSS (with any helper process it started).
 _RUNNER = """
-import resource, sys
-from tfl.cli import main
-try:
-    main(sys.argv[1:], prog_name="tfl", standalone_mode=False)
-finally:
-    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    print(f"peak_rss_kb {peak}", file=sys.stderr)
+import json, resource, sys, time
+from tfl.config import TrainConfig
+from tfl.training.trainer import Trainer
+data, out, size, epochs, fine_tune_epochs = sys.argv[1:]
+cfg = TrainConfig()
+cfg.data.source, cfg.model.backbone, cfg.model.image_size = data, "mobilenet_025", int(size)
+cfg.stage1.epochs, cfg.stage2.epochs, cfg.seed = int(epochs), int(fine_tune_epochs), 42
+t = time.perf_counter()
+Trainer(cfg, out, verbose=0, report=False).fit()
+seconds = time.perf_counter() - t
+peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+print("RESULT " + json.dumps({"train_seconds": seconds, "peak_rss_kb": peak}), file=sys.stderr)
 """
 
 
@@ -66,17 +75,17 @@ def train(data: str, out: str, args) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_common.REPO, os.environ.get("PYTHONPATH")) if p)}
     if args.memory_mb is not None:
         env["TFL_FEATURE_MEMORY_MB"] = str(args.memory_mb)
-    cmd = [sys.executable, "-c", _RUNNER, "train", "--data", f"folder:{data}", "--backbone", "mobilenet_025",
-           "--image-size", str(args.image_size), "--epochs", str(args.epochs),
-           "--fine-tune-epochs", str(args.fine_tune_epochs), "--out", out, "--seed", "42"]
+    cmd = [sys.executable, "-c", _RUNNER, f"folder:{data}", out, str(args.image_size), str(args.epochs),
+           str(args.fine_tune_epochs)]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=_common.REPO)
-    seconds = time.perf_counter() - t
+    wall = time.perf_counter() - t
     if proc.returncode != 0:
-        raise SystemExit(f"tfl train failed on {data}:\n{proc.stderr[-3000:]}")
-    peak = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("peak_rss_kb ")]
+        raise SystemExit(f"training failed on {data}:\n{proc.stderr[-3000:]}")
+    result = json.loads(next(line for line in proc.stderr.splitlines() if line.startswith("RESULT "))[7:])
     on_disk = os.path.isdir(os.path.join(out, "features")) and bool(os.listdir(os.path.join(out, "features")))
-    return {"seconds": seconds, "peak_rss_mb": peak[-1] / 1024 if peak else float("nan"), "features_on_disk": on_disk}
+    return {"seconds": result["train_seconds"], "wall": wall, "peak_rss_mb": result["peak_rss_kb"] / 1024,
+            "features_on_disk": on_disk}
 
 
 def main(argv=None):
@@ -99,15 +108,15 @@ def main(argv=None):
             n = replicate(data_dir, data, k)
             r = train(data, os.path.join(tmp, f"run{k}"), args)
             results[k] = {**r, "images": n}
-            rows.append([f"{k}x", n, r["seconds"], 1000 * r["seconds"] / n, r["peak_rss_mb"],
+            rows.append([f"{k}x", n, r["wall"], r["seconds"], 1000 * r["seconds"] / n, r["peak_rss_mb"],
                          "yes" if r["features_on_disk"] else "no"])
-            print(f"  {k}x: {n} training images, {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB",
+            print(f"  {k}x: {n} training images, {r['seconds']:.1f} s training, peak RSS {r['peak_rss_mb']:.0f} MB",
                   flush=True)
     print()
     print(f"{os.path.basename(os.path.normpath(data_dir))} x K, mobilenet_025 at {args.image_size} px, "
           f"{args.epochs} + {args.fine_tune_epochs} epochs, one process per size")
-    print(_common.table(["size", "train images", "wall s", "ms per train image", "peak RSS MB", "features on disk"],
-                        rows))
+    print(_common.table(["size", "train images", "process wall s", "training s", "training ms per image",
+                         "peak RSS MB", "features on disk"], rows))
     lo, hi = min(results), max(results)
     per_image = {k: v["seconds"] / v["images"] for k, v in results.items()}
     print(f"time per image, {hi}x / {lo}x: {per_image[hi] / per_image[lo]:.2f}")
