@@ -1,8 +1,8 @@
 """Cost against data size: `tfl train` on 1x, 4x and 16x copies of one dataset.
 
 For each size K, a temporary dataset holds every train and validation file of
-DATA K times, under K distinct names (symbolic links, so tfl sees K times the
-images). tfl's trainer runs on it in a fresh process (data loading and its
+DATA K times, under K distinct names (copies: tfl counts a file that links
+reach twice once). tfl's trainer runs on it in a fresh process (data loading and its
 checks, both stages, no HTML report; small image size and few epochs, so the
 largest size takes minutes, not hours), and the script prints the training
 time (the `fit` call: without Python's and TensorFlow's start-up, which do
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,10 @@ print("RESULT " + json.dumps({"train_seconds": seconds, "peak_rss_kb": peak}), f
 
 
 def replicate(data_dir: str, out: str, k: int) -> int:
-    """`out/<split>/<class>/c<i>_<name>` links for i < k; returns the number of training images."""
+    """`out/<split>/<class>/c<i>_<name>` copies for i < k; returns the number of training images.
+
+    Copies, not links: tfl counts a file reached twice through links once.
+    """
     n_train = 0
     for split in ("train", "val"):
         for cls in sorted(os.listdir(os.path.join(data_dir, split))):
@@ -66,7 +70,7 @@ def replicate(data_dir: str, out: str, k: int) -> int:
             os.makedirs(dst)
             for name in sorted(os.listdir(src)):
                 for i in range(k):
-                    os.symlink(os.path.abspath(os.path.join(src, name)), os.path.join(dst, f"c{i}_{name}"))
+                    shutil.copyfile(os.path.join(src, name), os.path.join(dst, f"c{i}_{name}"))
                 n_train += k if split == "train" else 0
     return n_train
 

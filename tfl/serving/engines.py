@@ -23,9 +23,11 @@ on the whole validation split, or converts its SavedModel in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
+import sys
 import typing
 
 import numpy as np
@@ -82,7 +84,9 @@ class LiteModel:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise UsageError(f"the LiteRT engine needs the LiteRT package: {INSTALL}") from None
-        self.interpreter = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
+        with _quiet_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++
+            self.interpreter = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
+            self.interpreter.allocate_tensors()
         signatures = self.interpreter.get_signature_list()
         if signatures:  # an export's flatbuffer: its predict_images signature
             key = next(iter(signatures))
@@ -109,6 +113,28 @@ class LiteModel:
         self.interpreter.set_tensor(self._input, images)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """File descriptor 2 sent to /dev/null for the block when TF_CPP_MIN_LOG_LEVEL hides INFO lines.
+
+    LiteRT's C++ INFO lines then go where TensorFlow's go (the command line
+    sets the level to 2, `tfl --debug` leaves it unset).
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def compare(reference: np.ndarray, lite: np.ndarray, what: str) -> dict:

@@ -170,8 +170,10 @@ class Predictor:
             content, what = _tflite.convert_model(compiled_call(self.model)), self.run.model_path
         lite = engines.LiteModel(content)
         self.lite_check = engines.compare(self._reference(images), lite(images), what)
-        log.info(f"LiteRT model of {what} made and checked on {len(images)} of these images: largest "
-                 f"probability difference {self.lite_check['max_abs_diff']:.1e}, labels agree")
+        # Debug level: prediction prints its answers and nothing else (the check is kept in lite_check and,
+        # for a run, in model_float32.tflite.json).
+        log.debug(f"LiteRT model of {what} made and checked on {len(images)} of these images: largest "
+                  f"probability difference {self.lite_check['max_abs_diff']:.1e}, labels agree")
         if self.run is not None:
             engines.store_run_model(self.run, content, {"image_size": self.image_size, "check": self.lite_check})
         self._lite = lite
