@@ -4,7 +4,7 @@
 `predict_images` signature) as one compiled TensorFlow function per batch.
 `litert` runs the same network as a float32 TFLite model in LiteRT's
 interpreter (the `ai-edge-litert` package, `pip install 'tfl[litert]'`),
-whose XNNPACK kernels measured 2-5 times TensorFlow's images/s on a 2-core
+whose XNNPACK kernels measured 3-4 times TensorFlow's images/s on a 2-core
 CPU for MobileNet (README, Speed). `auto` takes `litert` when the package is
 installed, `keras` otherwise.
 
@@ -39,8 +39,8 @@ ENGINES = ("auto", "keras", "litert")
 # Largest |TFLite - Keras| probability difference accepted, as for the exported SavedModel.
 TOLERANCE = 1e-4
 RUN_TFLITE = "model_float32.tflite"
-# Images per interpreter call: XNNPACK ran MobileNet 0.25 at 224 px fastest per image at 4-16 (a batch
-# of 32 outgrows the CPU's caches: 0.6-0.7x the images/s), so larger batches are run in slices.
+# Images per interpreter call: XNNPACK ran MobileNet 0.25 at 224 px fastest per image at batches of 4-16
+# (32 ran at 0.6-0.7x their images/s on the 2-core test machine), so larger batches run in slices.
 LITE_BATCH = 8
 INSTALL = "pip install 'tfl[litert]' (or pip install ai-edge-litert)"
 
