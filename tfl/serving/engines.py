@@ -169,7 +169,8 @@ def cached_run_model(run) -> typing.Tuple[typing.Optional[bytes], dict]:
         record = read_json(path + ".json", default={})
     except TflError:  # damaged: made again
         return None, {}
-    if not isinstance(record, dict) or not os.path.exists(path) or not os.path.exists(run.model_path):
+    if (not isinstance(record, dict) or not isinstance(record.get("image_size"), int) or not os.path.exists(path)
+            or not os.path.exists(run.model_path)):
         return None, {}
     if record.get("model_keras_sha256") != _digest(run.model_path):
         return None, {}  # trained again since: made again from the new model.keras

@@ -126,6 +126,8 @@ class Predictor:
             self.thresholds = self.served.thresholds
             # An export without them (made before its predict_images signature) is served through its bytes.
             self._bytes_only = not self.image_size or "predict_images" not in self.served.loaded.signatures
+            if self._bytes_only:
+                self.engine = "keras"
             return
         self.run = RunFolder(run_dir)
         self.class_names = self.run.read_class_names()
