@@ -205,6 +205,23 @@ def clear_kernel_cache() -> None:
         pass
 
 
+def frozen_function(concrete):
+    """`concrete` (a traced `tf.function`) with its variables turned into constants, or None.
+
+    The TFLite converter reads Keras 3's variables from a frozen function only
+    (given the model as `trackable_obj`, it writes a model without weights);
+    the public route, a SavedModel written to disk and converted back, costs
+    ten seconds instead of one. None when TensorFlow moved the function: the
+    caller then takes that route.
+    """
+    try:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    except ImportError:
+        _version_warning("tensorflow", "convert_variables_to_constants_v2")
+        return None
+    return convert_variables_to_constants_v2(concrete)
+
+
 def malloc_trim() -> None:
     """Hands freed heap pages back to the system (glibc keeps tens of MB after a trial)."""
     try:

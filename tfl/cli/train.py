@@ -287,19 +287,24 @@ def evaluate(run, data, split, batch_size, as_json):
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @option("--batch-size", type=click.IntRange(1), default=32, help="Prediction batch size.")
+@option("--engine", type=click.Choice(["auto", "keras", "litert"]), default="auto",
+        help="What runs the model: keras (TensorFlow), litert (LiteRT with XNNPACK: pip install 'tfl[litert]'), "
+             "or auto (litert when installed).")
 @option("--json", "as_json", is_flag=True,
         help="Print a JSON list: path, label, probability (multi-label: labels) per image.")
-def predict(run, inputs, batch_size, as_json):
+def predict(run, inputs, batch_size, engine, as_json):
     """Label image files (folders walked recursively) with a run's model or a `tfl export` folder.
 
     Prints one line per image: path, label and probability (ERROR and the
     reason for a file that cannot be read); a multi-label model prints every
-    label whose probability reaches its threshold, with it.
+    label whose probability reaches its threshold, with it. The LiteRT engine
+    runs a TFLite copy of the model, checked against it when first made (a
+    run folder keeps it as model_float32.tflite).
     """
     quiet_tf()
     from tfl.serving.prediction import predict as predict_files
 
-    results = predict_files(run, inputs, batch_size=batch_size)
+    results = predict_files(run, inputs, batch_size=batch_size, engine=engine)
     if as_json:
         echo_json(results)
         return

@@ -154,6 +154,13 @@ class ServedModel:
             raise TflError(error_line(e.message)) from None
         return out["probabilities"].numpy()
 
+    def predict_images(self, images) -> np.ndarray:
+        """Probabilities [N, C] of float32 RGB 0..255 images [N, S, S, 3] (the `predict_images` signature)."""
+        import tensorflow as tf
+
+        return self.loaded.signatures["predict_images"](**{TENSOR_INPUT: tf.convert_to_tensor(images)})[
+            "probabilities"].numpy()
+
     def predict_files(self, paths: typing.Sequence[str], batch_size: int = 32) -> typing.List[
             typing.Union[np.ndarray, str]]:
         """Per file: its probabilities, or why it could not be read."""

@@ -44,6 +44,43 @@ def convert(saved_model_dir: str, mode: str) -> bytes:
         raise TflError(f"TFLite conversion ({mode}) failed: {str(e).strip().splitlines()[0]}") from None
 
 
+def convert_model(call) -> bytes:
+    """The float32 TFLite flatbuffer of a Keras model: images [batch, S, S, 3] RGB 0..255 in, probabilities out.
+
+    Args:
+        call: the model's traced inference function, one float32 input
+            [None, S, S, 3] (`tfl.serving.prediction.compiled_call(model)`).
+            The model holds its preprocessing, so the flatbuffer takes the
+            same pixels as the Keras model.
+    """
+    import logging
+    import tempfile
+
+    import tensorflow as tf
+
+    from tfl import _compat
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # "consider providing trackable_obj": the frozen function needs none
+    try:
+        frozen = _compat.frozen_function(call.get_concrete_function())
+        if frozen is not None:
+            return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+        import keras
+
+        with tempfile.TemporaryDirectory(prefix="tfl-tflite-") as folder:
+            archive = keras.export.ExportArchive()
+            archive.add_endpoint("serve", call)
+            archive.write_out(folder, verbose=False)
+            return tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serve"]).convert()
+    except Exception as e:  # noqa: BLE001 - the converter raises many types; one line says enough
+        raise TflError(f"TFLite conversion failed: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") \
+            from None
+    finally:
+        absl.setLevel(level)
+
+
 def verify(content: bytes, dataset, keras_probs, labels, mode: str, thresholds=None) -> dict:
     """Runs the TFLite model over `dataset`, compares with the Keras model; fails loudly on a mismatch.
 
