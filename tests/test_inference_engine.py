@@ -10,13 +10,12 @@ import shutil
 import subprocess
 import sys
 
+# The test extra installs ai-edge-litert, so a missing package fails here instead of skipping every test.
+import ai_edge_litert  # noqa: E402,F401
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import REPO
-
-# The test extra installs ai-edge-litert, so a missing package fails here instead of skipping every test.
-import ai_edge_litert  # noqa: E402,F401
 
 TFLITE = "model_float32.tflite"
 
