@@ -331,8 +331,11 @@ def info(run, as_json):
     click.echo(f"stage 1:    {cfg.stage1.epochs} epochs, {cfg.stage1.optimizer} lr {_fmt_lr(cfg.stage1.lr)}")
     click.echo(f"stage 2:    {cfg.stage2.epochs} epochs, {cfg.stage2.optimizer} lr {_fmt_lr(cfg.stage2.lr)}, "
                f"unfreeze {cfg.stage2.unfreeze}")
-    click.echo(f"classes:    {', '.join(out['class_names'] or [])}")
     state = out["state"]
+    chosen = state.get("backbone")
+    if isinstance(chosen, dict) and chosen.get("why"):
+        click.echo(f"backbone:   auto -> {chosen['why']} (ranking: {os.path.join(run, 'pick', 'index.html')})")
+    click.echo(f"classes:    {', '.join(out['class_names'] or [])}")
     click.echo("progress:   " + ("finished" if state.get("finished") else
                                   ", ".join(f"{k} {v.get('epochs_done', 0)} epochs" for k, v in state.items()
                                             if isinstance(v, dict) and k.startswith("stage")) or "not started"))

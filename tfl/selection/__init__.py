@@ -3,8 +3,9 @@
 * `pick`: the candidates, each scored by a linear probe on its frozen pooled
   features, its latency and its size; the ranking, the rule and the
   recommendation (`PickResult`).
-* `probe`: the linear probe (L2 logistic regression, L-BFGS, L2 chosen by
-  cross-validation on the training features, scored on the validation split).
+* `probe`: the linear probe (a ridge classifier in closed form, its L2
+  penalty chosen by leave-one-out accuracy on the training features, scored
+  on the validation split).
 * `latency`: time per image on this machine, at batch 1 and at a batch.
 * `candidates`: the default list, which candidates can be tried here, and the
   class-balanced subsample of a large dataset.

@@ -52,8 +52,7 @@ class Candidate:
         batch_ms: time per image at `batch_size` images per call (ms).
         accuracy: linear-probe accuracy on the validation split.
         stderr: its standard error.
-        loss: the probe's validation cross-entropy.
-        l2: the probe's L2 penalty (chosen by cross-validation on train).
+        l2: the probe's L2 penalty (chosen by leave-one-out accuracy on train).
         feature_seconds: time of its feature pass (0 when reused).
         seconds: time spent on it in all.
         pareto: on the accuracy/latency Pareto front of the scored candidates.
@@ -71,7 +70,6 @@ class Candidate:
     batch_size: typing.Optional[int] = None
     accuracy: typing.Optional[float] = None
     stderr: typing.Optional[float] = None
-    loss: typing.Optional[float] = None
     l2: typing.Optional[float] = None
     feature_seconds: typing.Optional[float] = None
     seconds: float = 0.0
@@ -342,10 +340,10 @@ def _measure_and_score(row, spec, where, data, batch_size, pooling, store, budge
     cache = store.features(model, data, row.image_size, batch_size, copies=1)
     row.feature_seconds = 0.0 if cache.reused else time.monotonic() - t
     r = probe.linear_probe(cache.train[0], cache.train_labels, cache.val, cache.val_labels, data.num_classes)
-    row.accuracy, row.stderr, row.loss, row.l2 = r.accuracy, r.stderr, r.loss, r.l2
+    row.accuracy, row.stderr, row.l2 = r.accuracy, r.stderr, r.l2
     row.seconds = time.monotonic() - start
     log.info(f"{where}: linear probe accuracy {r.accuracy:.4f} ± {r.stderr:.3f} on {r.num_val} validation images "
-             f"(L2 {r.l2:g}, chosen by 3-fold cross-validation on train); {row.seconds:.0f}s")
+             f"(ridge L2 {r.l2:.2g} x n, chosen by leave-one-out on train); {row.seconds:.0f}s")
     return row, cache
 
 

@@ -1,15 +1,20 @@
 """The linear probe: how well a linear classifier separates the classes on a backbone's frozen features.
 
-Multinomial logistic regression with an L2 penalty, fitted full-batch with
-L-BFGS from zeros (deterministic: no random initialisation, no shuffling) on
-standardised features. The penalty is chosen from `L2_GRID` by stratified
-3-fold cross-validation on the training features only, then the probe is
-refitted on all of them and scored once on the validation split, so the
-validation score is not the maximum over the grid (which would flatter every
-backbone, the noisier ones most).
+A ridge-regression classifier (least squares on one-hot targets with an L2
+penalty, an intercept, standardised features): closed form, so it is exact
+and deterministic (no initialisation, no shuffling, no iterations to
+converge). One eigendecomposition of the training features' Gram matrix
+gives the whole regularisation path, and with it the exact leave-one-out
+predictions of every penalty in `L2_GRID`: the penalty is chosen by
+leave-one-out accuracy on the training features only, then the probe is
+scored once on the validation split, so that score is not the maximum over
+the grid (which would flatter every backbone, the noisier ones most).
 
-It is what stage 1 trains (a softmax layer on pooled features), without its
-augmented copies and dropout: a few seconds per backbone instead of minutes.
+It stands in for stage 1 (a softmax layer trained on the same pooled
+features) at a fraction of its cost: seconds per backbone instead of
+minutes. (A logistic-regression probe fitted by L-BFGS with 3-fold
+cross-validation took 32 s on 1440 images x 1280 features on 2 busy cores,
+this one 2 s; its validation accuracy there was 0.892, this one's 0.911.)
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ import math
 
 import numpy as np
 
-# Penalties on the mean cross-entropy of standardised features.
-L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-FOLDS = 3
+# Penalties, as multiples of the number of training images (standardised features).
+L2_GRID = tuple(10.0 ** e for e in np.arange(-3.0, 2.01, 0.5))
 
 
 @dataclasses.dataclass
@@ -30,59 +34,43 @@ class ProbeResult:
 
     Args:
         accuracy: validation accuracy.
-        loss: validation cross-entropy.
         stderr: standard error of the accuracy, sqrt(p (1 - p) / n).
         num_val: validation images scored.
-        l2: the penalty chosen by cross-validation on the training features.
-        cv_accuracy: the mean cross-validation accuracy at that penalty.
+        l2: the penalty chosen (a multiple of the number of training images).
+        cv_accuracy: the leave-one-out accuracy on the training features at that penalty.
     """
 
     accuracy: float
-    loss: float
     stderr: float
     num_val: int
     l2: float
     cv_accuracy: float
 
 
-def _softmax_fit(x, y, num_classes: int, l2: float, max_iter: int = 300):
-    """(W, b) minimising mean cross-entropy + l2/2 ||W||^2, from zeros."""
-    from scipy.optimize import minimize
+def _one_blas_thread():
+    """OpenBLAS's threaded eigensolver is 5-10x slower than its single thread when the cores are busy (measured:
+    6.5 s against 0.9 s for 1280 features on 2 shared cores); threadpoolctl (scikit-learn's) limits it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with keras-tuner[bayesian]
+        import contextlib
 
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _spectrum(x):
+    """(s2, U, V) with x = U diag(sqrt(s2)) V^T, from the eigendecomposition of the smaller Gram matrix."""
     n, d = x.shape
-    onehot = np.eye(num_classes)[y]
-
-    def objective(theta):
-        w = theta[:d * num_classes].reshape(d, num_classes)
-        b = theta[d * num_classes:]
-        logits = x @ w + b
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        loss = -np.sum(onehot * np.log(np.maximum(p, 1e-12))) / n + 0.5 * l2 * np.sum(w * w)
-        g = (p - onehot) / n
-        grad = np.concatenate([(x.T @ g + l2 * w).ravel(), g.sum(axis=0)])
-        return loss, grad
-
-    theta = np.zeros(d * num_classes + num_classes)
-    res = minimize(objective, theta, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-    return res.x[:d * num_classes].reshape(d, num_classes), res.x[d * num_classes:]
-
-
-def _predict(x, w, b):
-    logits = x @ w + b
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def _folds(y, k: int):
-    """Fold index per sample: within each class, in order, round-robin (stratified, deterministic)."""
-    fold = np.zeros(len(y), np.int64)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        fold[idx] = np.arange(len(idx)) % k
-    return fold
+    small = x.T @ x if n >= d else x @ x.T
+    with _one_blas_thread():
+        s2, vecs = np.linalg.eigh(small)
+    keep = s2 > max(float(s2.max()), 1e-12) * 1e-10  # drop the null space (d > n, or constant features)
+    s2, vecs = s2[keep], vecs[:, keep]
+    root = np.sqrt(s2)
+    if n >= d:
+        return s2, (x @ vecs) / root, vecs
+    return s2, vecs, (x.T @ vecs) / root
 
 
 def linear_probe(train_x, train_y, val_x, val_y, num_classes: int) -> ProbeResult:
@@ -105,26 +93,29 @@ def linear_probe(train_x, train_y, val_x, val_y, num_classes: int) -> ProbeResul
     val_x = np.asarray(val_x, np.float64)
     train_y = np.asarray(train_y, np.int64)
     val_y = np.asarray(val_y, np.int64)
+    n = len(train_y)
     mean = train_x.mean(axis=0)
     std = train_x.std(axis=0) + 1e-6
-    train_x = (train_x - mean) / std
-    val_x = (val_x - mean) / std
-    fold = _folds(train_y, FOLDS)
-    best_l2, best_cv = L2_GRID[-1], -1.0
-    for l2 in L2_GRID:
-        correct = 0
-        for k in range(FOLDS):
-            fit, held = fold != k, fold == k
-            if not held.any() or not fit.any():
-                continue
-            w, b = _softmax_fit(train_x[fit], train_y[fit], num_classes, l2)
-            correct += int(np.sum(_predict(train_x[held], w, b).argmax(axis=1) == train_y[held]))
-        cv = correct / len(train_y)
-        if cv > best_cv + 1e-12:  # ties keep the smaller penalty seen first
-            best_l2, best_cv = l2, cv
-    w, b = _softmax_fit(train_x, train_y, num_classes, best_l2)
-    p = _predict(val_x, w, b)
-    accuracy = float(np.mean(p.argmax(axis=1) == val_y))
-    loss = float(-np.mean(np.log(np.maximum(p[np.arange(len(val_y)), val_y], 1e-12))))
+    x = (train_x - mean) / std
+    targets = np.eye(num_classes)[train_y]
+    offset = targets.mean(axis=0)  # the intercept
+    centred = targets - offset
+    s2, u, v = _spectrum(x)
+    uty = u.T @ centred
+    best = None
+    # Strongest penalty first: ties keep the simplest probe.
+    for l2 in sorted(L2_GRID, reverse=True):
+        shrink = s2 / (s2 + l2 * n)
+        residual = centred - u @ (shrink[:, None] * uty)
+        leverage = 1.0 / n + (u * u) @ shrink
+        # Exact leave-one-out predictions of a linear smoother: y - r / (1 - h).
+        loo = targets - residual / np.maximum(1.0 - leverage, 1e-9)[:, None]
+        cv = float(np.mean(loo.argmax(axis=1) == train_y))
+        if best is None or cv > best[1] + 1e-12:
+            best = (l2, cv)
+    l2, cv = best
+    weights = v @ ((np.sqrt(s2) / (s2 + l2 * n))[:, None] * uty)
+    scores = ((val_x - mean) / std) @ weights + offset
+    accuracy = float(np.mean(scores.argmax(axis=1) == val_y))
     stderr = math.sqrt(accuracy * (1 - accuracy) / len(val_y)) if len(val_y) else float("nan")
-    return ProbeResult(accuracy, loss, stderr, int(len(val_y)), float(best_l2), float(best_cv))
+    return ProbeResult(accuracy, stderr, int(len(val_y)), float(l2), cv)

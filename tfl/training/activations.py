@@ -274,7 +274,8 @@ class ActivationStore:
         known = self._get(cache_key(model, data, image_size, 1, seed)) if copies > 1 and not on_disk else None
         if known is not None:
             log.info(f"backbone features: the plain copy and the validation features are kept from an earlier "
-                     f"pass; computing the {copies - 1} augmented copies")
+                     f"pass; computing the {copies - 1} augmented "
+                     f"cop{'y' if copies == 2 else 'ies'}")
         progress = Progress("backbone features", (copies - 1) * len(data.train) if known is not None else images)
         if not on_disk and split is not None and self.fits(nbytes + images * split.nbytes_per_image):
             with progress:
