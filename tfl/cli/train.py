@@ -119,7 +119,9 @@ def train_options(f):
     """Model and schedule options shared by `tfl train`, `tfl tune`, `tfl lr-find` and the recipes."""
     s1, s2, model, head = DEFAULTS.stage1, DEFAULTS.stage2, DEFAULTS.model, DEFAULTS.model.head
     opts = [
-        option("--backbone", default_text=model.backbone, help="Backbone name (see `tfl backbones`)."),
+        option("--backbone", default_text=model.backbone,
+               help="Backbone name (see `tfl backbones`), or auto: rank the candidates on this data first (as "
+                    "tfl pick does) and train the winner."),
         option("--weights", callback=_weights, metavar="imagenet|none|PATH", default_text=shown(model.weights),
                help="Backbone weights: imagenet, none (no pretrained weights: every layer trains from scratch in one "
                     "stage), or a weights file PATH."),
