@@ -151,3 +151,26 @@ def test_backbone_auto_refuses_what_it_cannot_compare(tmp_path, hymenoptera):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("tfl: error: --backbone auto compares backbones by their ImageNet features: use "
                                    "--weights imagenet (not none) or name a backbone")
+
+
+def test_tune_backbone_auto_refuses_a_searched_backbone(tmp_path, hymenoptera):
+    proc = run_tfl("tune", "--backbone", "auto", "--data", f"folder:{hymenoptera}", "--search",
+                   "backbone=mobilenet_025,mobilenet_v2", "--out", str(tmp_path / "search"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "tfl: error: --backbone auto and a searched or fixed backbone: give one of them"
+
+
+@pytest.mark.slow
+def test_tune_backbone_auto_picks_once_before_the_search(tmp_path, hymenoptera, monkeypatch):
+    import tfl
+
+    out = str(tmp_path / "search")
+    monkeypatch.setenv("TFL_OFFLINE", "1")
+    result = tfl.tune(data=f"folder:{hymenoptera}", backbone="auto", image_size=96, epochs=1, fine_tune_epochs=0,
+                      max_trials=1, fix={"dense_layers": 0}, out=out)
+    settings = json.loads(open(os.path.join(out, "search.json")).read())
+    ranking = json.loads(open(os.path.join(out, "pick", "pick.json")).read())
+    assert settings["config"]["model"]["backbone"] == ranking["chosen"] == settings["backbone"]["auto"]
+    assert result.best_run_dir is not None
+    best = json.loads(open(os.path.join(result.best_run_dir, "config.json")).read())
+    assert best["model"]["backbone"] == ranking["chosen"]
