@@ -26,7 +26,7 @@ def _count(ctx, param, value):
     return int(number)
 
 
-@main.command(short_help="Rank backbones on your data (linear probe, latency, size) and recommend one.")
+@main.command(short_help="Rank backbones on your data and recommend one.")
 @data_options(required_text="required")
 @option("--candidates", metavar="A,B,C", default_text="mobilenet_025, mobilenet_v2_035, mobilenet_075, "
         "mobilenet_v2, mobilenet_v3_large, efficientnet_v2_b0, convnext_tiny",
