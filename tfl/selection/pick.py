@@ -239,13 +239,12 @@ def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_si
         store = ActivationStore(cache_dir=None)
     rows, caches = [], {}
     for i, name in enumerate(names):
-        row = _try(name, i, len(names), sub, image_size, batch_size, pooling, store, budget_s, t0,
-                   max_latency_ms, max_params)
-        rows.append(row[0])
-        if row[1] is not None:
-            caches[name] = row[1]
-    result = _decide(rows, tie, max_latency_ms, max_params)
-    chosen, why = result
+        row, cache = _try(name, i, len(names), sub, image_size, batch_size, pooling, store, budget_s, t0,
+                          max_latency_ms, max_params)
+        rows.append(row)
+        if cache is not None:
+            caches[name] = cache
+    chosen, why = _decide(rows, tie, max_latency_ms, max_params)
     size_opt = f" --image-size {image_size}" if image_size else ""
     source = full.source
     command = (f"tfl train --data {shlex.quote(source)} --backbone {chosen}{size_opt}" if chosen else "")
