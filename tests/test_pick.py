@@ -151,6 +151,11 @@ def test_backbone_auto_refuses_what_it_cannot_compare(tmp_path, hymenoptera):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("tfl: error: --backbone auto compares backbones by their ImageNet features: use "
                                    "--weights imagenet (not none) or name a backbone")
+    proc = run_tfl("train", "--backbone", "auto:mobilenet_025,mobilenet_v9", "--data", f"folder:{hymenoptera}",
+                   "--out", str(tmp_path / "run"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("tfl: error: --backbone auto:mobilenet_025,mobilenet_v9: unknown backbone "
+                                          "'mobilenet_v9'; did you mean")
 
 
 def test_tune_backbone_auto_refuses_a_searched_backbone(tmp_path, hymenoptera):
@@ -166,11 +171,13 @@ def test_tune_backbone_auto_picks_once_before_the_search(tmp_path, hymenoptera, 
 
     out = str(tmp_path / "search")
     monkeypatch.setenv("TFL_OFFLINE", "1")
-    result = tfl.tune(data=f"folder:{hymenoptera}", backbone="auto", image_size=96, epochs=1, fine_tune_epochs=0,
+    result = tfl.tune(data=f"folder:{hymenoptera}", backbone="auto:mobilenet_025,mobilenet_v2_035", image_size=96,
+                      epochs=1, fine_tune_epochs=0,
                       max_trials=1, fix={"dense_layers": 0}, out=out)
     settings = json.loads(open(os.path.join(out, "search.json")).read())
     ranking = json.loads(open(os.path.join(out, "pick", "pick.json")).read())
     assert settings["config"]["model"]["backbone"] == ranking["chosen"] == settings["backbone"]["auto"]
+    assert {c["name"] for c in ranking["candidates"]} == {"mobilenet_025", "mobilenet_v2_035"}
     assert result.best_run_dir is not None
     best = json.loads(open(os.path.join(result.best_run_dir, "config.json")).read())
     assert best["model"]["backbone"] == ranking["chosen"]

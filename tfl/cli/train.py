@@ -121,7 +121,7 @@ def train_options(f):
     opts = [
         option("--backbone", default_text=model.backbone,
                help="Backbone name (see `tfl backbones`), or auto: rank the candidates on this data first (as "
-                    "tfl pick does) and train the winner."),
+                    "tfl pick does) and train the winner; auto:A,B,C ranks those."),
         option("--weights", callback=_weights, metavar="imagenet|none|PATH", default_text=shown(model.weights),
                help="Backbone weights: imagenet, none (no pretrained weights: every layer trains from scratch in one "
                     "stage), or a weights file PATH."),
@@ -227,7 +227,10 @@ def train(config_file, out, resume_dir, overwrite, **opts):
         cfg = build_config(base, **opts)
         if not opts.get("data") and not config_file:
             fail("--data is required (folder:PATH or tfds:NAME), or --resume RUN")
-        out = out or os.path.join("runs", f"{cfg.model.backbone}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        from tfl.selection.auto import AUTO, is_auto
+
+        name = AUTO if is_auto(cfg.model.backbone) else cfg.model.backbone
+        out = out or os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     from tfl.data import checks
 
     quiet_tf()

@@ -1,5 +1,7 @@
 """`--backbone auto`: `tfl train` and `tfl tune` pick the backbone first, on the run's own data.
 
+`auto` tries the pick's default candidates; `auto:A,B,C` tries those.
+
 The pick (`tfl.selection.pick`) runs with the run's image size (each
 candidate's own when none is given), batch size, seed and pooling, through
 the run's `ActivationStore`: the winner's plain features and validation
@@ -21,11 +23,27 @@ AUTO = "auto"
 
 
 def is_auto(backbone) -> bool:
-    return isinstance(backbone, str) and backbone.strip().lower() == AUTO
+    """`auto`, or `auto:A,B,C` (the pick's candidates)."""
+    if not isinstance(backbone, str):
+        return False
+    text = backbone.strip().lower()
+    return text == AUTO or text.startswith(AUTO + ":")
+
+
+def candidates(backbone: str):
+    """The candidates of `auto:A,B,C` (`None` for plain `auto`: the pick's default list)."""
+    _, _, names = backbone.strip().partition(":")
+    return names or None
 
 
 def check(cfg) -> None:
     """Raises a one-line `UsageError` when `--backbone auto` cannot work with the rest of `cfg`."""
+    from tfl.selection.candidates import resolve
+
+    try:
+        resolve(candidates(cfg.model.backbone))  # unknown names fail here, before any data is read
+    except UsageError as e:
+        raise UsageError(f"--backbone {cfg.model.backbone}: {str(e).replace('--candidates: ', '')}") from None
     if cfg.model.weights != "imagenet":
         raise UsageError("--backbone auto compares backbones by their ImageNet features: use --weights imagenet "
                          f"(not {cfg.model.weights or 'none'}) or name a backbone")
@@ -51,8 +69,8 @@ def choose(cfg, data, store, out: str, what: str = "run") -> dict:
 
     check(cfg)
     log.info(f"--backbone auto: ranking the candidates on {data.source} before the {what}")
-    result = pick(data, image_size=cfg.model.image_size, batch_size=cfg.data.batch_size, seed=cfg.seed,
-                  pooling=cfg.model.head.pooling, store=store, out=out)
+    result = pick(data, candidates=candidates(cfg.model.backbone), image_size=cfg.model.image_size,
+                  batch_size=cfg.data.batch_size, seed=cfg.seed, pooling=cfg.model.head.pooling, store=store, out=out)
     cfg.model.backbone = result.chosen
     log.info(f"--backbone auto chose {result.why}")
     page = os.path.join(os.path.basename(os.path.normpath(out)), "index.html")  # relative to the run folder
