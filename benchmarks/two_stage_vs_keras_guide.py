@@ -1,15 +1,16 @@
 """Two-stage fine-tuning: tfl against the Keras guide recipe, same data, same epochs, one process.
 
-Both fine-tune MobileNet 0.25 (ImageNet weights) at 224 px: tfl with its
-defaults (20 stage-1 epochs on cached features of 8 copies of the
-training set, 10 stage-2 epochs on the top 2 blocks), the baseline as the Keras transfer-learning
-guide writes it (`benchmarks/_common.py`). Prints a table, then as its last
+Both fine-tune the same backbone (`--backbone`, default MobileNet 0.25; ImageNet weights) at 224 px:
+tfl with its defaults (20 stage-1 epochs on cached features of 8 copies of the training set, 10
+stage-2 epochs at the depth `--unfreeze auto` decides), the baseline as the Keras transfer-learning
+guide writes it (`benchmarks/keras_guide.py`). Prints a table, then as its last
 lines both validation accuracies and `ratio: X` (baseline wall time / tfl
 wall time).
 
 Usage:
     python benchmarks/two_stage_vs_keras_guide.py --data ../shared/datasets/hymenoptera_data
     python benchmarks/two_stage_vs_keras_guide.py --data ../shared/datasets/trashnet_subset --repeats 2
+    python benchmarks/two_stage_vs_keras_guide.py --backbone mobilenet_v2 --data ../shared/datasets/intel_scenes_subset
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def run_tfl(data_dir, args, out):
     from tfl.serving.evaluation import evaluate
 
     with _common.Timer() as t:
-        result = tfl.fine_tune(data=_common.folder_source(data_dir), backbone="mobilenet_025",
+        result = tfl.fine_tune(data=_common.folder_source(data_dir), backbone=args.backbone,
                                image_size=args.image_size, epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
                                batch_size=args.batch_size, seed=args.seed, mixed_precision=args.mixed_precision or None,
                                jit_compile=args.xla or None, out=out, overwrite=True, verbose=0)
@@ -43,7 +44,7 @@ def run_baseline(data_dir, args):
     from keras_guide import keras_guide_recipe
 
     with _common.Timer() as t:
-        r = keras_guide_recipe(_common.folder_path(data_dir), "mobilenet_025", args.image_size, epochs=args.epochs,
+        r = keras_guide_recipe(_common.folder_path(data_dir), args.backbone, args.image_size, epochs=args.epochs,
                                fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, seed=args.seed)
     # What the guide's user ends with: the model after the last epoch of stage 2.
     return {"name": "keras guide", "seconds": t.wall, "cpu": t.cpu, "val_accuracy": r["stage2"],
@@ -56,6 +57,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.path.join(_common.SHARED, "datasets", "hymenoptera_data"),
                    help="dataset folder with train/<class>/ and val/<class>/")
+    p.add_argument("--backbone", default="mobilenet_025", help="a backbone with ImageNet weights (tfl backbones)")
     p.add_argument("--image-size", type=int, default=224)
     defaults = TrainConfig()
     p.add_argument("--epochs", type=int, default=defaults.stage1.epochs, help="stage 1 epochs of both (tfl's default)")
@@ -92,7 +94,7 @@ def main(argv=None):
         return sum(vals) / len(vals)
 
     print()
-    print(f"{os.path.basename(os.path.normpath(_common.folder_path(args.data)))}, mobilenet_025 ImageNet, "
+    print(f"{os.path.basename(os.path.normpath(_common.folder_path(args.data)))}, {args.backbone} ImageNet, "
           f"{args.image_size} px, {args.epochs}+{args.fine_tune_epochs} epochs, batch {args.batch_size}"
           + (", mixed precision" if args.mixed_precision else "") + (", XLA" if args.xla else ""))
     print(_common.table(["recipe", "wall s", "CPU s", "val accuracy", "load avg at start", "notes"],

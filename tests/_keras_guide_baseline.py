@@ -1,10 +1,11 @@
-"""Runs the Keras guide's recipe at tfl's default epochs, one JSON result per dataset.
+"""Runs the Keras guide's recipe at tfl's default epochs, one JSON result per dataset and backbone.
 
 conftest.py starts this in the background when the session collects a test
 that uses the `keras_guide_baseline` fixture, so that the baseline trains
 beside the rest of the suite instead of after it.
 
-Usage: python tests/_keras_guide_baseline.py OUT_DIR DATASET_DIR [DATASET_DIR ...]
+Usage: python tests/_keras_guide_baseline.py OUT_DIR DATASET_DIR@BACKBONE [DATASET_DIR@BACKBONE ...]
+(`OUT_DIR/<dataset>@<backbone>.json` each)
 """
 
 import json
@@ -19,15 +20,15 @@ def main(out_dir, *datasets):
 
     defaults = TrainConfig()
     epochs, fine_tune_epochs = defaults.stage1.epochs, defaults.stage2.epochs
-    for path in datasets:
-        result = keras_guide_recipe(path, "mobilenet_025", 224, epochs, fine_tune_epochs, "imagenet",
-                                    autotune=False)
-        result.update(epochs=epochs, fine_tune_epochs=fine_tune_epochs)
-        final = os.path.join(out_dir, os.path.basename(os.path.normpath(path)) + ".json")
+    for cell in datasets:
+        path, _, backbone = cell.rpartition("@")
+        result = keras_guide_recipe(path, backbone, 224, epochs, fine_tune_epochs, "imagenet", autotune=False)
+        result.update(epochs=epochs, fine_tune_epochs=fine_tune_epochs, backbone=backbone)
+        final = os.path.join(out_dir, f"{os.path.basename(os.path.normpath(path))}@{backbone}.json")
         with open(final + ".tmp", "w") as f:
             json.dump(result, f)
         os.replace(final + ".tmp", final)
-        print(f"{path}: stage 1 {result['stage1']:.4f}, stage 2 {result['stage2']:.4f}, "
+        print(f"{path} {backbone}: stage 1 {result['stage1']:.4f}, stage 2 {result['stage2']:.4f}, "
               f"{result['seconds']:.0f}s", flush=True)
 
 

@@ -67,7 +67,9 @@ def mobilenet_weights(keras_home):
 # The Keras guide's recipe at tfl's default epochs takes minutes per dataset. It runs in a background
 # process from the end of collection (niced, on the CPU time the suite leaves idle), and the tests that
 # compare against it run last.
-_GUIDE_DATASETS = ("hymenoptera_data", "trashnet_subset")
+# (dataset, backbone): one row of each real-weights family (benchmarks/defaults_matrix.py has them all).
+_GUIDE_CELLS = (("hymenoptera_data", "mobilenet_025"), ("trashnet_subset", "mobilenet_025"),
+                ("rsscn7_subset", "mobilenet_v2_035"))
 _guide = {}
 
 
@@ -83,7 +85,7 @@ def pytest_collection_finish(session):
         return
     folder = tempfile.mkdtemp(prefix="tfl-keras-guide-")
     log = open(os.path.join(folder, "log.txt"), "w")
-    datasets = [os.path.join(SHARED, "datasets", name) for name in _GUIDE_DATASETS]
+    datasets = [f"{os.path.join(SHARED, 'datasets', name)}@{backbone}" for name, backbone in _GUIDE_CELLS]
     _guide["folder"] = folder
     # The script imports keras_guide from benchmarks/.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), BENCHMARKS) if p)}
@@ -101,10 +103,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def keras_guide_baseline():
-    """`get(dataset)`: the Keras guide recipe's result on a shared dataset at tfl's default epochs."""
-    def get(dataset, timeout=3600):
-        assert dataset in _GUIDE_DATASETS and "proc" in _guide, "the background baseline was not started"
-        path = os.path.join(_guide["folder"], f"{dataset}.json")
+    """`get(dataset, backbone)`: the Keras guide recipe's result at tfl's default epochs (224 px)."""
+    def get(dataset, backbone="mobilenet_025", timeout=3600):
+        assert (dataset, backbone) in _GUIDE_CELLS and "proc" in _guide, "the background baseline was not started"
+        path = os.path.join(_guide["folder"], f"{dataset}@{backbone}.json")
         deadline = time.time() + timeout
         while not os.path.exists(path):
             if _guide["proc"].poll() is not None or time.time() > deadline:
@@ -127,6 +129,9 @@ def trained_run(tmp_path_factory, hymenoptera):
     out = str(tmp_path_factory.mktemp("runs") / "hymenoptera")
     cfg = TrainConfig()
     cfg.data.source = f"folder:{hymenoptera}"
+    # The suite's reference run (reused by many tests, and the guide's hymenoptera row in test_defaults.py)
+    # stays on the smallest backbone; the default backbone has its own rows.
+    cfg.model.backbone = "mobilenet_025"
     cfg.model.image_size = 224
     result = Trainer(cfg, out, verbose=0).fit()
     return result

@@ -48,3 +48,17 @@ def run_tfl(*args, check=True, timeout=900, env=None, cwd=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"tfl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def small_copy(src, dst, per_class=12, per_class_val=None):
+    """A smaller copy of a `train/` + `val/` class-folder dataset (../shared is read-only); returns `dst`.
+
+    The first `per_class` files (sorted) of each training class and `per_class_val` (default: the same)
+    of each validation class, so every test that asks for the same sizes gets the same images.
+    """
+    for split, n in (("train", per_class), ("val", per_class if per_class_val is None else per_class_val)):
+        for cls in sorted(os.listdir(os.path.join(src, split))):
+            os.makedirs(os.path.join(dst, split, cls))
+            for name in sorted(os.listdir(os.path.join(src, split, cls)))[:n]:
+                shutil.copy(os.path.join(src, split, cls, name), os.path.join(dst, split, cls, name))
+    return str(dst)

@@ -1,11 +1,14 @@
-"""tfl's defaults against the Keras transfer-learning guide's recipe, on both shared datasets.
+"""tfl's defaults against the Keras transfer-learning guide's recipe: one real-weights row of each family.
 
-With no flags beyond data, backbone and weights, tfl must match or beat the
-guide at the same numbers of epochs, and its stage 2 must never end worse
-than its stage 1. The guide runs in the background from the start of the
-session (`keras_guide_baseline` in conftest.py), and these tests run last.
-The hymenoptera run is the session's `trained_run` (the
-defaults at 224 px); trashnet runs through the real command line.
+With no flags beyond data, backbone and weights, tfl must beat the guide's
+final accuracy by at least 3 points at the same numbers of epochs, and the
+model it keeps must never be worse than its stage 1. The rows here are one
+per family with real weights (MobileNet v1 on hymenoptera and trashnet,
+MobileNetV2 on the aerial rsscn7); `benchmarks/defaults_matrix.py` runs all 4
+datasets x 4 backbones. The guide runs in the background from the start of
+the session (`keras_guide_baseline` in conftest.py), and these tests run last.
+The hymenoptera run is the session's `trained_run` (the defaults at 224 px);
+the others run through the real command line.
 """
 
 import json
@@ -19,13 +22,16 @@ from tfl.config import TrainConfig
 from tfl.runs import RunFolder
 
 
-def _assert_beats_the_guide(metrics, guide):
-    s1, s2 = metrics["stage1"]["val_accuracy"], metrics["stage2"]["val_accuracy"]
-    # The order the issue asks for: stage 2 >= stage 1 >= the guide's result at the same epochs.
-    assert s2 >= s1, f"stage 2 ({s2:.4f}) ended worse than stage 1 ({s1:.4f})"
-    assert s1 >= guide["stage1"], f"tfl stage 1 {s1:.4f} < guide stage 1 {guide['stage1']:.4f}"
-    assert s1 >= guide["stage2"], f"tfl stage 1 {s1:.4f} < guide stage 2 {guide['stage2']:.4f}"
-    assert metrics["val_accuracy"] == s2
+def _assert_beats_the_guide(metrics, guide, margin=0.03):
+    s1, s2, kept = (metrics["stage1"]["val_accuracy"], metrics["stage2"]["val_accuracy"],
+                    metrics["val_accuracy"])
+    assert kept == max(s1, s2) and metrics["best_stage"] == (2 if s2 >= s1 else 1)
+    assert kept >= s1, f"the kept model ({kept:.4f}) is worse than stage 1 ({s1:.4f})"
+    assert kept >= guide["stage2"] + margin, (f"tfl {kept:.4f} is not {margin:.2f} ahead of the guide's final "
+                                              f"{guide['stage2']:.4f}")
+    # Stage 2 ran with the depth the run decided from its data, and says why.
+    decided = metrics["decisions"]["stage 2 depth"]
+    assert decided["chosen"].startswith("--unfreeze ") and decided["why"] and decided["seconds"] >= 0
 
 
 def _assert_defaults_and_same_epochs(cfg, guide):
@@ -40,7 +46,7 @@ def test_defaults_on_hymenoptera_reach_087_and_beat_the_keras_guide(trained_run,
     run = RunFolder(trained_run.run_dir)
     metrics = run.read_metrics()
     assert metrics["val_accuracy"] >= 0.87  # the issue's target at 224 px
-    guide = keras_guide_baseline("hymenoptera_data")
+    guide = keras_guide_baseline("hymenoptera_data", "mobilenet_025")
     _assert_defaults_and_same_epochs(run.read_config(), guide)
     print(f"hymenoptera: tfl {metrics['stage1']['val_accuracy']:.4f} / {metrics['stage2']['val_accuracy']:.4f}, "
           f"keras guide {guide['stage1']:.4f} / {guide['stage2']:.4f}")
@@ -55,7 +61,7 @@ def test_tfl_train_with_no_flags_beats_the_keras_guide_on_trashnet(tmp_path, tra
     assert run.read_config().model.image_size is None  # the backbone's own 224 px
     with open(run.metrics_path) as f:
         metrics = json.load(f)
-    guide = keras_guide_baseline("trashnet_subset")
+    guide = keras_guide_baseline("trashnet_subset", "mobilenet_025")
     _assert_defaults_and_same_epochs(run.read_config(), guide)
     print(f"trashnet: tfl {metrics['stage1']['val_accuracy']:.4f} / {metrics['stage2']['val_accuracy']:.4f}, "
           f"keras guide {guide['stage1']:.4f} / {guide['stage2']:.4f}")
@@ -73,6 +79,22 @@ def test_tfl_train_with_no_flags_beats_the_keras_guide_on_trashnet(tmp_path, tra
     counts = matrix["matrix"]
     assert len(counts) == 6 and sum(map(sum, counts)) == 120
     assert sum(counts[i][i] for i in range(6)) / 120 == pytest.approx(metrics["val_accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_defaults_beat_the_keras_guide_on_aerial_photos(tmp_path, shared_dir, keras_guide_baseline):
+    # rsscn7 (aerial land use) is far from ImageNet: the run should decide to retrain more than the top 2 blocks.
+    out = str(tmp_path / "aerial")
+    run_tfl("train", "--data", f"folder:{os.path.join(shared_dir, 'datasets', 'rsscn7_subset')}",
+            "--backbone", "mobilenet_v2_035", "--out", out)
+    run = RunFolder(out)
+    metrics = run.read_metrics()
+    guide = keras_guide_baseline("rsscn7_subset", "mobilenet_v2_035")
+    _assert_defaults_and_same_epochs(run.read_config(), guide)
+    print(f"rsscn7 mobilenet_v2_035: tfl {metrics['stage1']['val_accuracy']:.4f} / "
+          f"{metrics['stage2']['val_accuracy']:.4f} ({metrics['decisions']['stage 2 depth']['chosen']}), "
+          f"keras guide {guide['stage1']:.4f} / {guide['stage2']:.4f}")
+    _assert_beats_the_guide(metrics, guide)
 
 
 def test_keras_guide_recipe_refuses_a_folder_without_splits(tmp_path):

@@ -96,7 +96,7 @@ class Unfreeze:
     count: typing.Optional[int] = None
     fraction: typing.Optional[float] = None
 
-    FORMS = "all, none, N layers, a fraction (0.3, 30%) or Nblocks"
+    FORMS = "auto, all, none, N layers, a fraction (0.3, 30%) or Nblocks"
 
     @classmethod
     def parse(cls, spec) -> "Unfreeze":
@@ -106,6 +106,8 @@ class Unfreeze:
         text = str(spec).strip().lower()
         if text == "all":
             return cls("all")
+        if text == "auto":
+            return cls("auto")
         if text in ("none", "0", ""):
             return cls("none")
         blocks = re.fullmatch(r"(\d+)\s*(blocks?|b)", text)
@@ -134,6 +136,8 @@ class Unfreeze:
             ValueError: more layers or blocks than the backbone has (one line).
         """
         n = num_layers
+        if self.kind == "auto":
+            raise ValueError("--unfreeze auto is decided by the run (tfl.training.depth) before it picks layers")
         if self.kind == "all":
             return list(range(n))
         if self.kind == "none":

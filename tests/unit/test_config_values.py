@@ -84,9 +84,9 @@ def test_unfreeze_forms(spec, expected):
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("-1", "--unfreeze '-1' is not all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
-    ("top", "--unfreeze 'top' is not all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
-    ("2.5blocks", "--unfreeze '2.5blocks' is not all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
+    ("-1", "--unfreeze '-1' is not auto, all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
+    ("top", "--unfreeze 'top' is not auto, all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
+    ("2.5blocks", "--unfreeze '2.5blocks' is not auto, all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
     ("1.5", "--unfreeze 1.5: a fraction must be between 0 and 1"),
     ("150%", "--unfreeze 150%: a fraction must be between 0 and 1"),
 ])
@@ -165,8 +165,8 @@ def test_the_defaults_are_the_measured_recipe():
     cfg = TrainConfig()
     assert (cfg.stage1.epochs, cfg.stage1.lr, cfg.stage1.schedule) == (20, 3e-3, "cosine")
     stage2 = cfg.stage2
-    assert (stage2.epochs, stage2.lr, stage2.unfreeze, stage2.warmup_epochs) == (10, 5e-4, "2blocks", 1.0)
-    assert cfg.to_dict()["stage2"]["unfreeze"] == "2blocks"
+    assert (stage2.epochs, stage2.lr, stage2.unfreeze, stage2.warmup_epochs) == (10, 5e-4, "auto", 1.0)
+    assert cfg.to_dict()["stage2"]["unfreeze"] == "auto"
 
 
 @pytest.mark.parametrize("path,key,message", [
@@ -197,7 +197,7 @@ def test_the_default_config_is_valid():
     ("stage2.epochs", -1, "stage2.epochs must be >= 0, got -1"),
     ("stage2.lr", "fast", f"stage2.lr 'fast' is not {FORMS}"),
     ("stage1.lr", 0.0, "stage1.lr must be > 0, got 0.0"),
-    ("stage2.unfreeze", "top", "--unfreeze 'top' is not all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
+    ("stage2.unfreeze", "top", "--unfreeze 'top' is not auto, all, none, N layers, a fraction (0.3, 30%) or Nblocks"),
     ("stage1.gradual", True,
      "stage1.gradual: gradual unfreezing is for stage 2 (stage 1 trains the head only)"),
     ("stage1.lr", "1e-5..1e-3",

@@ -105,6 +105,10 @@ def data_options(f=None, *, required_text="required unless --config or --resume 
     f = option("--no-download", is_flag=True, help="Never download a tfds dataset (fail if it is not prepared).")(f)
     f = option("--strict", is_flag=True, default=None, default_text=f"{shown(DEFAULTS.data.strict)} (skip and report)",
                help="Refuse the data if any image is unreadable.")(f)
+    f = option("--holdout", type=click.FloatRange(0, 0.9, max_open=True), metavar="FRACTION",
+               default_text="0 (none; a test folder or csv test rows are always scored)",
+               help="Hold out this fraction of the training images (stratified, seeded) as a test split that "
+                    "nothing is chosen on; the kept model's test accuracy is the honest figure.")(f)
     f = option("--val-split", metavar="NAME",
                default_text=VAL_SPLIT_DEFAULT,
                help="Validation split: a folder name under PATH, a csv split value (test), or a tfds split "
@@ -237,6 +241,7 @@ def train(config_file, out, resume_dir, overwrite, **opts):
     # Bad options fail here in one line, before TensorFlow is imported or any data is read.
     checks.check_options(cfg, out=out, resume=bool(resume_dir), overwrite=overwrite)
     from tfl.training.trainer import Trainer
+    from tfl.training.trainer import test_summary as test_line
 
     result = Trainer(cfg, out, resume=bool(resume_dir), overwrite=overwrite).fit()
     for stage, m in (("stage 1", result.stage1), ("stage 2", result.stage2)):
@@ -246,7 +251,9 @@ def train(config_file, out, resume_dir, overwrite, **opts):
                        f"(best epoch {m['best_epoch']} of {m['epochs']})")
         else:
             click.echo(f"{stage}: skipped")
-    click.echo(f"kept stage {result.best_stage}: val_accuracy {result.val_accuracy:.4f}")
+    click.echo(f"kept stage {result.best_stage}: val_accuracy {result.val_accuracy:.4f} (the split it was chosen on)")
+    if result.test:
+        click.echo(f"test: {test_line(result.test)}")
     if result.validation:
         v = result.validation
         click.echo(f"multi-label, at the per-label thresholds chosen on validation: macro F1 {v['macro_f1']:.4f}  "
@@ -348,7 +355,13 @@ def info(run, as_json):
     if metrics:
         click.echo(f"val acc:    stage 1 {metrics.get('stage1', {}).get('val_accuracy', float('nan')):.4f}, "
                    f"stage 2 {metrics.get('stage2', {}).get('val_accuracy', float('nan')):.4f}, "
-                   f"kept stage {metrics.get('best_stage')}")
+                   f"kept stage {metrics.get('best_stage')} (chosen on val)")
+        if metrics.get("test"):
+            from tfl.training.trainer import test_summary
+
+            click.echo(f"test:       {test_summary(metrics['test'])}")
+        for name, d in (metrics.get("decisions") or {}).items():
+            click.echo(f"decided:    {name}: {d.get('chosen')} ({d.get('why')}; {d.get('seconds', 0):.1f}s)")
 
 
 def _fmt_lr(lr) -> str:

@@ -84,7 +84,7 @@ def load_data(config: typing.Union[DataConfig, str, typing.Any], seed: int = 42,
     if table is not None:
         parsed = tables.read_table(table, root=root, expect_multi_label=multi_label, **table_options(config))
         with _images.decode_session():
-            return from_table(parsed, config, seed, multi_label, "table")
+            return with_holdout(from_table(parsed, config, seed, multi_label, "table"), config.holdout, seed)
     source = normalize_source(config.source)
     if source != config.source:
         config = dataclasses.replace(config, source=source)
@@ -95,7 +95,7 @@ def load_data(config: typing.Union[DataConfig, str, typing.Any], seed: int = 42,
     elif kind == "csv" and rest:
         parsed = tables.read_csv(rest, expect_multi_label=multi_label, **table_options(config))
         with _images.decode_session():
-            return from_table(parsed, config, seed, multi_label, config.source)
+            return with_holdout(from_table(parsed, config, seed, multi_label, config.source), config.holdout, seed)
     elif kind == "tfds" and rest:
         data = load_tfds(rest, config, multi_label)
     elif kind not in SOURCE_KINDS and ("/" in config.source or config.source.startswith((".", "~"))):
@@ -103,7 +103,36 @@ def load_data(config: typing.Union[DataConfig, str, typing.Any], seed: int = 42,
                          "a table of labels (csv:PATH) or a tfds dataset (tfds:NAME)")
     else:
         raise UsageError(f"--data '{config.source}' is not folder:PATH, csv:PATH or tfds:NAME[/CONFIG]")
-    return as_multi_label(data) if multi_label and not data.multi_label else data
+    data = as_multi_label(data) if multi_label and not data.multi_label else data
+    return with_holdout(data, config.holdout, seed)
+
+
+def with_holdout(data: ImageData, fraction: float, seed: int) -> ImageData:
+    """`data` with a test split of `fraction` of its training images (stratified, seeded), when it has none.
+
+    The kept model is chosen on the validation split, so its validation score
+    flatters it; the test split is scored once, at the end, by a model that
+    nothing was chosen on. Data with its own test split keeps that one.
+    """
+    if not fraction:
+        return data
+    if data.test is not None:
+        from tfl._logging import log
+
+        log.info(f"--holdout {fraction:g}: the data has its own test split ({len(data.test)} images): "
+                 "that one scores the kept model, nothing more is held out")
+        return data
+    if data.train.tfds_dataset is not None:
+        raise UsageError(f"--holdout {fraction:g}: a tfds dataset cannot be held out from here; use a dataset with "
+                         "a test split, or export the images to folder:PATH or csv:PATH")
+    # Another seed than the validation hold-out's, so the two are not the same images of a class.
+    train, test = hold_out(data.train, fraction, seed + 1, name="test")
+    if len(train) < 2 or len(test) == 0:
+        raise UsageError(f"--holdout {fraction:g}: the training split has too few images ({len(data.train)}) to "
+                         "hold some out; use a smaller fraction or add images")
+    layout = f"test: {fraction:.0%} of train held out (stratified, seed {seed + 1})"
+    return dataclasses.replace(data, train=train, test=test,
+                               layout="; ".join(x for x in (data.layout, layout) if x))
 
 
 def as_multi_label(data: ImageData) -> ImageData:

@@ -223,8 +223,8 @@ def label_matrix(labels: typing.Sequence, num_classes: int) -> np.ndarray:
     return out
 
 
-def hold_out(train: Split, fraction: float, seed: int):
-    """Stratified, seeded split of `train` into train and validation."""
+def hold_out(train: Split, fraction: float, seed: int, name: str = "val"):
+    """Stratified, seeded split of `train` into train and a held-out split called `name`."""
     import random
 
     rng = random.Random(seed)
@@ -239,4 +239,4 @@ def hold_out(train: Split, fraction: float, seed: int):
         va += [(p, label) for p in items[:n_val]]
         tr += [(p, label) for p in items[n_val:]]
     return (Split("train", [y for _, y in tr], [p for p, _ in tr]),
-            Split("val", [y for _, y in va], [p for p, _ in va]))
+            Split(name, [y for _, y in va], [p for p, _ in va]))

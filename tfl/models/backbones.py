@@ -285,9 +285,10 @@ def build_backbone(spec_or_name: BackboneSpec | str, image_size: int,
         f"(KERAS_HOME is {home}) or pass --weights PATH")
 
 
-# No-top ImageNet weights files that ship inside the package (see weights/NOTICE.md): the smallest
-# real backbone, so that a machine without a network still fine-tunes from real features.
-_BUNDLED = {"mobilenet_2_5_224_tf_no_top.h5"}
+# No-top ImageNet weights files that ship inside the package (see weights/NOTICE.md): the default
+# backbone and the smallest one, so that a machine without a network still fine-tunes from real features.
+_BUNDLED = {"mobilenet_2_5_224_tf_no_top.h5",  # the smallest
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"}  # the default backbone
 
 
 def bundled_weights_path(spec: BackboneSpec | str) -> str | None:

@@ -183,6 +183,23 @@ def _mistakes(probs, labels, class_names, split, limit: int) -> list:
     return out
 
 
+def _test_rows(test: typing.Optional[dict]) -> list:
+    """The kept model's score on the test split, which nothing was chosen on (the honest figure)."""
+    if not test:
+        return []
+    scores = ", ".join(f"{k} {fmt(test[k])}" for k in ("accuracy", "macro_f1", "micro_f1", "map") if k in test)
+    return [f"<tr><th class=l>test score of the kept model (never used to choose)</th><td class=l>{esc(scores)} "
+            f"({test.get('num_images', '?')} images; {esc(test.get('split', 'test split'))})</td></tr>"]
+
+
+def _decision_rows(decisions: typing.Optional[dict]) -> list:
+    """What the run decided from its own data (stage 2's depth and rate), and why."""
+    if not decisions:
+        return []
+    return [f"<tr><th class=l>decided in the run: {esc(name)}</th><td class=l>{esc(d.get('chosen', ''))}: "
+            f"{esc(d.get('why', ''))} ({fmt(d.get('seconds'), 1)} s)</td></tr>" for name, d in decisions.items()]
+
+
 def _run_page(run_dir, source, split, run_metrics, metrics, num_errors, curves, confusion, mistakes, grid,
               hyper) -> str:
     s1, s2 = run_metrics.get("stage1") or {}, run_metrics.get("stage2") or {}
@@ -195,7 +212,9 @@ def _run_page(run_dir, source, split, run_metrics, metrics, num_errors, curves, 
         "<tr><th class=l>data</th><td class=l>" + esc(source) + "</td></tr>",
         f"<tr><th class=l>stage 1 (head) best val_accuracy</th><td>{fmt(s1.get('val_accuracy'))}</td></tr>",
         f"<tr><th class=l>stage 2 (fine-tuning) best val_accuracy</th><td>{fmt(s2.get('val_accuracy'))}</td></tr>",
-        f"<tr><th class=l>stage kept</th><td>{kept_text}</td></tr>",
+        f"<tr><th class=l>stage kept (chosen on val)</th><td>{kept_text}</td></tr>",
+        *_test_rows(run_metrics.get("test")),
+        *_decision_rows(run_metrics.get("decisions")),
         f"<tr><th class=l>{esc(split)} accuracy of the kept model</th><td>{fmt(metrics['accuracy'])} "
         f"({n} images)</td></tr>",
         f"<tr><th class=l>{esc(split)} mistakes</th><td>{num_errors} of {n}</td></tr>",

@@ -11,7 +11,7 @@ from tfl.errors import UsageError
 from tfl.models import backbones
 
 # Strong, efficient backbones, smallest first: four MobileNets whose ImageNet weights are easy to have
-# (the smallest ships with tfl), then the newer small families and one bigger modern network.
+# (the two smallest ship with tfl), then the newer small families and one bigger modern network.
 DEFAULT_CANDIDATES = ("mobilenet_025", "mobilenet_v2_035", "mobilenet_075", "mobilenet_v2", "mobilenet_v3_large",
                       "efficientnet_v2_b0", "convnext_tiny")
 # A larger dataset is scored on a class-balanced subsample of this many training images (and half as

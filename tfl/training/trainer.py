@@ -52,6 +52,10 @@ class FineTuneResult:
         validation: multi-label runs: the kept model's validation scores at
             the per-label thresholds chosen on it (`macro_f1`, `micro_f1`,
             `map`, `accuracy` (exact match), `thresholds`); empty otherwise.
+        test: the kept model's scores on the test split (a test folder, test
+            rows of a table, or `--holdout`), which nothing was chosen on:
+            `accuracy` (multi-label: also `macro_f1`, `micro_f1`, `map`),
+            `num_images`, `split` (where it came from); empty without one.
     """
 
     run_dir: str
@@ -61,10 +65,23 @@ class FineTuneResult:
     best_stage: int
     model: typing.Any = None
     validation: dict = dataclasses.field(default_factory=dict)
+    test: dict = dataclasses.field(default_factory=dict)
 
     @property
     def val_accuracy(self) -> float:
         return (self.stage2 if self.best_stage == 2 else self.stage1).get("val_accuracy", float("nan"))
+
+
+def test_summary(test: dict) -> str:
+    """The test scores in a few words, e.g. `accuracy 0.8412 on 63 images (15% of train held out ...)`.
+
+    Examples:
+        >>> test_summary({"accuracy": 0.5, "num_images": 4, "split": "the data's test split"})
+        "accuracy 0.5000 on 4 images (the data's test split, never used to choose anything)"
+    """
+    scores = "  ".join(f"{k} {test[k]:.4f}" for k in ("macro_f1", "micro_f1", "map") if k in test)
+    main = scores or f"accuracy {test.get('accuracy', float('nan')):.4f}"
+    return f"{main} on {test.get('num_images', 0)} images ({test.get('split', 'test')}, never used to choose anything)"
 
 
 def _verbose(verbose):
@@ -89,6 +106,8 @@ class Trainer:
             backbone outputs (default: one for this run, spilling to the run
             folder's `features/`); a search shares one between its trials.
         report: write the HTML report at the end (tuning writes one for the best run only).
+        score_test: score the kept model on the data's test split, if any
+            (a search's trials do not: only its best model is scored).
 
     Examples:
         >>> trainer = Trainer(TrainConfig(data=DataConfig("folder:photos")), "runs/photos")
@@ -96,7 +115,8 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run_dir: str, *, resume: bool = False, overwrite: bool = False,
-                 verbose="auto", data=None, strategy=None, callbacks=(), store=None, report=True):
+                 verbose="auto", data=None, strategy=None, callbacks=(), store=None, report=True,
+                 score_test=True):
         from tfl.training.activations import ActivationStore
 
         self.run = RunFolder(run_dir)
@@ -111,6 +131,8 @@ class Trainer:
         self.extra_callbacks = list(callbacks)
         self.store = store if store is not None else ActivationStore(cache_dir=self.run.features_dir)
         self.write_report = report
+        # A search's trials leave the test split alone: a score seen per trial would become a choice.
+        self.score_test = score_test
         self.run.write_config(config)
         # Set by _setup():
         self.model = None  # the classifier
@@ -118,6 +140,7 @@ class Trainer:
         self.block_ids = None  # block index of each backbone layer
         self.plans = None  # (StagePlan of stage 1, of stage 2)
         self.unfrozen_layers = []  # names of the backbone layers stage 2 trains
+        self.decisions = {}  # what the run decided from its data (e.g. stage 2's depth), for metrics.json
 
     # -- setup ------------------------------------------------------------------------------------
     def _setup(self):
@@ -165,6 +188,8 @@ class Trainer:
         with self.strategy.scope():
             self.model = model_lib.build_model(cfg.model, self.data.num_classes, seed=cfg.seed, scratch=scratch)
         self.block_ids = backbones.block_ids(spec, model_lib.backbone_of(self.model))
+        if cfg.stage2.unfreeze_spec.kind == "auto":
+            cfg = self.config = self._decide_depth(cfg)
         stage2 = _checkpoint.StageState(self.run, 2)
         resumed_inputs = stage2.data.get("inputs", None if not stage2.epochs_done else "images")
         with self.strategy.scope():  # the cut's top model must belong to the strategy, as the classifier does
@@ -190,6 +215,36 @@ class Trainer:
         self.run.write_state(state)
         self.run.write_config(self.config)  # the winner: a resumed run trains it without picking again
         keras.utils.set_random_seed(self.config.seed)  # the same start as a run that named the winner
+
+    def _decide_depth(self, cfg: "config_lib.TrainConfig") -> "config_lib.TrainConfig":
+        """`--unfreeze auto`: the run's config with stage 2's depth decided from the data (`tfl.training.depth`).
+
+        The decision is kept in state.json, so a resumed run goes on with the same depth without measuring
+        again, and in metrics.json; config.json keeps `auto`, what the user asked for.
+        """
+        from tfl.training import depth
+
+        state = self.run.read_state()
+        decided = (state.get("decisions") or {}).get(depth.DECISION)
+        if decided is None:
+            if cfg.model.weights is None or not cfg.stage2.epochs:
+                decided = {"chosen": f"--unfreeze {depth.MIN_BLOCKS}blocks", "why": "no stage 2 to decide for",
+                           "seconds": 0.0}
+            elif self.data.multi_label:
+                decided = {"chosen": f"--unfreeze {depth.MIN_BLOCKS}blocks", "seconds": 0.0,
+                           "why": "multi-label data: the depth probes score single-label data only"}
+            else:
+                decision = depth.decide_depth(self.model, model_lib.backbone_of(self.model), self.block_ids,
+                                              self.data, self.image_size, cfg.data.batch_size, cfg.seed)
+                decided = decision.describe()
+                log.info(f"stage 2 depth (--unfreeze auto): {decision.unfreeze}, decided in "
+                         f"{decision.seconds:.1f}s: {decision.why}")
+            state.setdefault("decisions", {})[depth.DECISION] = decided
+            self.run.write_state(state)
+        self.decisions[depth.DECISION] = decided
+        resolved = config_lib.TrainConfig.from_dict(cfg.to_dict())
+        resolved.stage2.unfreeze = decided["chosen"].split()[-1]
+        return resolved
 
     def _keep_table(self):
         """Data from an in-memory table (`tfl.load_data(df)`): its rows become the run's `data.csv`.
@@ -497,14 +552,40 @@ class Trainer:
             for w, v in zip(self.model.weights, s1_weights):
                 w.assign(v)
         validation = self._thresholds() if cfg.model.head.multi_label else {}
-        self._save(m1, m2, best_stage, validation)
+        test = self._score_test(validation.get("thresholds"))
+        self._save(m1, m2, best_stage, validation, test)
         if self.write_report:
             self._report()
-        log.info(f"stage 1 {describe(m1)} | stage 2 {describe(m2)} | kept stage {best_stage}; "
-                 f"{time.time() - t0:.0f}s; run folder: {self.run.path}")
+        log.info(f"stage 1 {describe(m1)} | stage 2 {describe(m2)} | kept stage {best_stage} (chosen on val)"
+                 + (f" | test {test_summary(test)}" if test else "")
+                 + f"; {time.time() - t0:.0f}s; run folder: {self.run.path}")
         if self.write_report:  # a run of its own, not a trial of a search (which says where its best run is)
             self._say_where_and_what_next(m2 if best_stage == 2 else m1)
-        return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model, validation)
+        return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model, validation,
+                              test)
+
+    def _score_test(self, thresholds=None) -> dict:
+        """The kept model's scores on the test split, which no choice of the run has seen (empty without one)."""
+        test = self.data.test
+        if not self.score_test or test is None or not len(test):
+            return {}
+        import numpy as np
+
+        from tfl.data.loading import label_matrix
+        from tfl.serving import evaluation
+
+        probs, labels = evaluation.predict_probabilities(
+            self.model, test.dataset(self.image_size, self.config.data.batch_size))
+        where = next((part.split(": ", 1)[1] for part in self.data.layout.split("; ") if part.startswith("test: ")),
+                     "the data's test split")
+        out = {"num_images": int(len(labels)), "split": where}
+        if self.config.model.head.multi_label:
+            truth = label_matrix(test.labels, self.data.num_classes)
+            m = evaluation.multilabel_metrics(probs, truth, self.data.class_names, thresholds)
+            out.update({k: float(m[k]) for k in ("macro_f1", "micro_f1", "map", "accuracy")})
+        else:
+            out["accuracy"] = float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
+        return out
 
     def _thresholds(self) -> dict:
         """Multi-label: chooses each label's threshold on the validation split; returns the scores there.
@@ -559,7 +640,7 @@ class Trainer:
             why = (str(e).strip().splitlines() or [type(e).__name__])[0]
             log.info(f"warning: report not written ({why}); retry with: tfl report {self.run.path}")
 
-    def _save(self, m1, m2, best_stage, validation=None):
+    def _save(self, m1, m2, best_stage, validation=None, test=None):
         from tfl.runs import atomic_path, ensure_space
 
         history = {"stage1": _checkpoint.StageState(self.run, 1).history,
@@ -574,7 +655,10 @@ class Trainer:
                                     "val_accuracy": (m2 if best_stage == 2 else m1).get("val_accuracy"),
                                     "num_train": len(self.data.train), "num_val": len(self.data.val),
                                     "skipped": len(self.data.skipped),
-                                    **({"validation": validation} if validation else {})})
+                                    "selected_on": "val",
+                                    **({"decisions": self.decisions} if self.decisions else {}),
+                                    **({"validation": validation} if validation else {}),
+                                    **({"test": test} if test else {})})
             state = self.run.read_state()
             state["finished"] = True
             self.run.write_state(state)

@@ -254,7 +254,7 @@ class TwoStageTuner(kt.Tuner):
         try:
             trainer = Trainer(cfg, run_dir, resume=resume, overwrite=not resume, verbose=self.verbose,
                               data=self.data, strategy=self.strategy, callbacks=callbacks, store=self.store,
-                              report=False)
+                              report=False, score_test=False)
             result = trainer.fit()
             kept = result.stage2 if result.best_stage == 2 else result.stage1
             out = {k: float(v) for k, v in kept.items() if k.startswith("val_")}
