@@ -92,6 +92,7 @@ def test_only_the_augmented_copies_of_the_winner_are_computed_after_a_pick(hymen
     result = pick(data, candidates="mobilenet_025", image_size=96, store=store)
     assert result.chosen == "mobilenet_025" and result.features.copies == 1
     cfg = TrainConfig(model=ModelConfig("mobilenet_025", image_size=96))
+    cfg.stage2.unfreeze = "2blocks"  # a fixed cut (auto is decided by a run)
     model = model_lib.build_model(cfg.model, data.num_classes, seed=1)  # with its augmentation, as a run builds it
     spec = backbones.get_backbone("mobilenet_025")
     unfrozen = plan_lib.unfrozen_layers(cfg, len(model_lib.backbone_of(model).layers),
