@@ -47,11 +47,13 @@ _API = {
     "lr_find": "tfl.training.api",
     "report": "tfl.reports.report",
     "check_data": "tfl.data.checks",
+    "pick": "tfl.selection.pick",
     # types the API returns
     "ImageData": "tfl.data.loading",
     "Split": "tfl.data.loading",
     "LRFinderResult": "tfl.training.lr_finder",
     "TuneResult": "tfl.tuning.search",
+    "PickResult": "tfl.selection.pick",
     "ExportResult": "tfl.serving.export",
     "DataReport": "tfl.data.checks",
     "BackboneSpec": "tfl.models.backbones",

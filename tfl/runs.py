@@ -15,6 +15,7 @@ or served::
       checkpoints/       per-stage weights and optimizer state (resume)
       logs/              TensorBoard logs
       features/          stage 1 backbone features too big for memory (keyed by backbone and data)
+      pick/              --backbone auto: the ranking of the candidates (pick.json, pick.png, index.html)
       tfl.lock           held (flock) by the process writing the run, with its pid
 """
 
@@ -255,6 +256,7 @@ class RunFolder:
     logs_dir = property(lambda self: self._p("logs"))
     report_dir = property(lambda self: self._p("report"))
     features_dir = property(lambda self: self._p("features"))  # stage 1 features too big for memory
+    pick_dir = property(lambda self: self._p("pick"))  # --backbone auto: the ranking of the candidates
 
     def checkpoint(self, stage: int, kind: str) -> str:
         """Checkpoint file of a stage: kind is `last`, `best` or `optimizer`."""

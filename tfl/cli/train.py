@@ -123,7 +123,9 @@ def train_options(f):
     """Model and schedule options shared by `tfl train`, `tfl tune`, `tfl lr-find` and the recipes."""
     s1, s2, model, head = DEFAULTS.stage1, DEFAULTS.stage2, DEFAULTS.model, DEFAULTS.model.head
     opts = [
-        option("--backbone", default_text=model.backbone, help="Backbone name (see `tfl backbones`)."),
+        option("--backbone", default_text=model.backbone,
+               help="Backbone name (see `tfl backbones`), or auto: rank the candidates on this data first (as "
+                    "tfl pick does) and train the winner; auto:A,B,C ranks those."),
         option("--weights", callback=_weights, metavar="imagenet|none|PATH", default_text=shown(model.weights),
                help="Backbone weights: imagenet, none (no pretrained weights: every layer trains from scratch in one "
                     "stage), or a weights file PATH."),
@@ -229,7 +231,10 @@ def train(config_file, out, resume_dir, overwrite, **opts):
         cfg = build_config(base, **opts)
         if not opts.get("data") and not config_file:
             fail("--data is required (folder:PATH or tfds:NAME), or --resume RUN")
-        out = out or os.path.join("runs", f"{cfg.model.backbone}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        from tfl.selection.auto import AUTO, is_auto
+
+        name = AUTO if is_auto(cfg.model.backbone) else cfg.model.backbone
+        out = out or os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     from tfl.data import checks
 
     quiet_tf()
@@ -343,8 +348,11 @@ def info(run, as_json):
     click.echo(f"stage 1:    {cfg.stage1.epochs} epochs, {cfg.stage1.optimizer} lr {_fmt_lr(cfg.stage1.lr)}")
     click.echo(f"stage 2:    {cfg.stage2.epochs} epochs, {cfg.stage2.optimizer} lr {_fmt_lr(cfg.stage2.lr)}, "
                f"unfreeze {cfg.stage2.unfreeze}")
-    click.echo(f"classes:    {', '.join(out['class_names'] or [])}")
     state = out["state"]
+    chosen = state.get("backbone")
+    if isinstance(chosen, dict) and chosen.get("why"):
+        click.echo(f"backbone:   auto -> {chosen['why']} (ranking: {os.path.join(run, 'pick', 'index.html')})")
+    click.echo(f"classes:    {', '.join(out['class_names'] or [])}")
     click.echo("progress:   " + ("finished" if state.get("finished") else
                                   ", ".join(f"{k} {v.get('epochs_done', 0)} epochs" for k, v in state.items()
                                             if isinstance(v, dict) and k.startswith("stage")) or "not started"))

@@ -303,12 +303,18 @@ def check_options(cfg: TrainConfig, *, out: typing.Optional[str] = None, resume:
         RunFolder(out).preflight(resume=resume, overwrite=overwrite)
     if resume:
         return  # the run's own config.json was checked when it started
-    try:
-        spec = backbones.get_backbone(cfg.model.backbone)
-    except ValueError as e:
-        raise UsageError(f"--backbone: {e}") from None
+    from tfl.selection import auto
+
+    spec = None
+    if auto.is_auto(cfg.model.backbone):
+        auto.check(cfg)  # each candidate's size is checked by the pick (a candidate it cannot take is skipped)
+    else:
+        try:
+            spec = backbones.get_backbone(cfg.model.backbone)
+        except ValueError as e:
+            raise UsageError(f"--backbone: {e}") from None
     size = cfg.model.image_size
-    if size is not None and size < spec.min_size:
+    if spec is not None and size is not None and size < spec.min_size:
         raise UsageError(f"--image-size {size} is below {spec.name}'s minimum of {spec.min_size}; "
                          f"use --image-size {spec.min_size} or more")
     for name in ("stage1", "stage2"):
@@ -325,7 +331,7 @@ def check_options(cfg: TrainConfig, *, out: typing.Optional[str] = None, resume:
         config_lib.validate(cfg)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if deep and cfg.stage2.epochs:
+    if deep and cfg.stage2.epochs and spec is not None:
         _check_unfreeze(spec, cfg.stage2.unfreeze)
 
 

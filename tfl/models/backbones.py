@@ -199,6 +199,21 @@ def imagenet_weights_cached(spec: BackboneSpec | str,
     return _cached_path(imagenet_weights_file(spec, image_size)) is not None
 
 
+def imagenet_weights_path(spec: BackboneSpec | str, image_size: int | None = None) -> str | None:
+    """The local no-top ImageNet weights file `build_backbone` would load, or None (download needed).
+
+    The Keras cache's file for the size, else its 224 file (no-top weights do
+    not depend on the size), else the copy that ships with tfl.
+
+    Examples:
+        >>> os.path.basename(imagenet_weights_path("mobilenet_025", 160))
+        'mobilenet_2_5_224_tf_no_top.h5'
+    """
+    spec = get_backbone(spec)
+    return (_cached_path(imagenet_weights_file(spec, image_size)) or _cached_path(imagenet_weights_file(spec, None))
+            or bundled_weights_path(spec))
+
+
 def build_backbone(spec_or_name: BackboneSpec | str, image_size: int,
                    weights: str | None = None) -> "keras.Model":
     """Builds the backbone without its classifier top and without pooling.

@@ -377,3 +377,46 @@ def pr_curves(curves: typing.Dict[str, dict], points: typing.Dict[str, typing.Tu
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=1 - 0.7 / (2.9 * rows + 0.6), hspace=0.6,
                         wspace=0.35)
     return {"curves": curves, "points": {n: list(v) for n, v in points.items()}, "image": _save(fig, path)}
+
+
+def pick_scatter(points: typing.Sequence[dict], path: str, chosen: typing.Optional[str] = None,
+                 max_latency_ms: typing.Optional[float] = None) -> dict:
+    """Probe accuracy against batch-1 latency, one point per scored backbone, the Pareto front joined.
+
+    Args:
+        points: dicts with `name`, `batch1_ms`, `accuracy`, `stderr` and `pareto`.
+        path: the PNG to write.
+        chosen: the recommended backbone, starred.
+        max_latency_ms: the latency limit, drawn as a vertical line.
+
+    Returns:
+        The numbers drawn (`points`, `front`: names along the front by latency) and the image.
+    """
+    fig = _figure(8, 5)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = [float(p["batch1_ms"]) for p in points]
+    ys = [float(p["accuracy"]) for p in points]
+    err = [float(p.get("stderr") or 0.0) for p in points]
+    ax.errorbar(xs, ys, yerr=err, fmt="o", color="#1f77b4", ecolor="#9ecae1", capsize=3, label="scored (± 1 s.e.)")
+    front = sorted((p for p in points if p.get("pareto")), key=lambda p: p["batch1_ms"])
+    if front:
+        ax.step([p["batch1_ms"] for p in front], [p["accuracy"] for p in front], where="post", color="#2ca02c",
+                linewidth=1.5, label="Pareto front")
+    for p, x, y in zip(points, xs, ys):
+        ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        if p["name"] == chosen:
+            ax.scatter([x], [y], s=220, marker="*", color=KEPT_COLOR, zorder=3, label=f"recommended: {chosen}")
+    if max_latency_ms is not None:
+        ax.axvline(max_latency_ms, color="#999999", linestyle="--", linewidth=1, label="--max-latency-ms")
+    if xs and max(xs) / max(min(xs), 1e-9) >= 10:
+        ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.1)  # room for the names beside the rightmost points
+    ax.set_xlabel("latency on this machine, ms per image at batch 1")
+    ax.set_ylabel("linear-probe accuracy (validation)")
+    ax.set_title("Backbones on this data: accuracy against latency")
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.subplots_adjust(left=0.1, right=0.96, bottom=0.11, top=0.92)
+    return {"points": [dict(p) for p in points], "front": [p["name"] for p in front], "chosen": chosen,
+            "image": _save(fig, path)}

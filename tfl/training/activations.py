@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from tfl._logging import log
 from tfl._progress import Progress
 from tfl.models import classifier as model_lib
 from tfl.training._feature_files import cache_key, complete, write
@@ -84,6 +85,7 @@ class FeatureCache:
         dim: feature size.
         on_disk: the arrays are `.npy` files in `folder`.
         reused: found complete on disk (or in the store's memory) instead of computed.
+        key: the digest of everything the features depend on (see `cache_key`).
 
     Examples:
         >>> cache = ActivationStore().features(model, data, 224, 32, copies=2)
@@ -92,8 +94,9 @@ class FeatureCache:
     """
 
     def __init__(self, train, val, train_labels, val_labels, *, seed: int = 0, on_disk: bool = False,
-                 folder=None, reused: bool = False):
+                 folder=None, reused: bool = False, key: str = ""):
         self.train, self.val = list(train), val
+        self.key = key
         self.train_labels, self.val_labels = train_labels, val_labels
         self.copies, self.seed = len(self.train), seed
         self.dim = int(val.shape[-1])
@@ -225,6 +228,16 @@ class ActivationStore:
         """Whether `nbytes` of outputs may be kept in memory."""
         return nbytes <= self.memory_budget
 
+    def remember(self, cache: FeatureCache) -> None:
+        """Keeps `cache` (made by this or another store, in memory) as the most recently used entry.
+
+        `tfl pick` computes the plain features of several backbones and hands
+        the winner's back this way, so that the run that trains it takes its
+        plain copy and validation features from here instead of computing them.
+        """
+        if not cache.on_disk and cache.key:
+            self._put(cache.key, cache)
+
     # -- pooled features ---------------------------------------------------------------------------
     def features(self, model, data, image_size: int, batch_size: int, copies: int = 1, seed: int = 0, *,
                  split=None) -> FeatureCache:
@@ -249,24 +262,37 @@ class ActivationStore:
         val_labels = np.asarray(data.val.labels, np.int32)
         cached = self._get(key)
         if cached is not None:
-            return FeatureCache(cached.train, cached.val, train_labels, val_labels, seed=seed, reused=True)
+            return FeatureCache(cached.train, cached.val, train_labels, val_labels, seed=seed, reused=True, key=key)
         nbytes = (copies * len(data.train) + len(data.val)) * dim * 4
         on_disk = self.cache_dir is not None and nbytes > self.memory_budget
         train_images = data.train.dataset(image_size, batch_size)
         val_images = data.val.dataset(image_size, batch_size)
         images = copies * len(data.train) + len(data.val)
         fns = [plain] + [augmented] * (copies - 1)
-        progress = Progress("backbone features", images)
+        # The plain copy and the validation features do not depend on the augmentation: a pass with
+        # one copy (`tfl pick`'s) already holds them, so only the augmented copies are computed.
+        known = self._get(cache_key(model, data, image_size, 1, seed)) if copies > 1 and not on_disk else None
+        if known is not None:
+            log.info(f"backbone features: the plain copy and the validation features are kept from an earlier "
+                     f"pass; computing the {copies - 1} augmented "
+                     f"cop{'y' if copies == 2 else 'ies'}")
+        progress = Progress("backbone features", (copies - 1) * len(data.train) if known is not None else images)
         if not on_disk and split is not None and self.fits(nbytes + images * split.nbytes_per_image):
             with progress:
-                train_acts, val_acts, train, val = compute_both(split, train_images, val_images, copies, progress)
+                train_acts, val_acts, train, val = compute_both(
+                    split, train_images, val_images, copies, progress,
+                    plain=None if known is None else (known.train[0], known.val))
             self._put(_cut_key(key, split), CutActivations(train_acts, val_acts, train_labels, val_labels))
         elif not on_disk:
             with progress:
-                train = [_batched_call(fn, train_images, progress) for fn in fns]
-                val = _batched_call(plain, val_images, progress)
+                if known is None:
+                    train = [_batched_call(fn, train_images, progress) for fn in fns]
+                    val = _batched_call(plain, val_images, progress)
+                else:
+                    train = [known.train[0]] + [_batched_call(fn, train_images, progress) for fn in fns[1:]]
+                    val = known.val
         if not on_disk:
-            cache = FeatureCache(train, val, train_labels, val_labels, seed=seed)
+            cache = FeatureCache(train, val, train_labels, val_labels, seed=seed, key=key)
             self._put(key, cache)
             return cache
         folder = os.path.join(self.cache_dir, key)
@@ -279,7 +305,7 @@ class ActivationStore:
         train = [np.load(os.path.join(folder, f"train{i}.npy"), mmap_mode="r") for i in range(copies)]
         val = np.load(os.path.join(folder, "val.npy"), mmap_mode="r")
         return FeatureCache(train, val, train_labels, val_labels, seed=seed, on_disk=True, folder=folder,
-                            reused=reused)
+                            reused=reused, key=key)
 
     # -- cut activations ---------------------------------------------------------------------------
     def activations(self, split: BottomSplit, data, image_size: int, batch_size: int, copies: int, seed: int = 0,

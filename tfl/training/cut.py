@@ -75,6 +75,7 @@ class BottomSplit:
             return b, pooling(b, training=False)
 
         self.plain = tf.function(both, input_signature=spec, autograph=False)
+        self.bottom = tf.function(lambda x: bottom(x, training=False), input_signature=spec, autograph=False)
         self.augmented = None if augment is None else tf.function(
             lambda x: both(augment(x, training=True)), input_signature=spec, autograph=False)
 
@@ -82,19 +83,28 @@ class BottomSplit:
         return " + ".join("x".join(str(d) for d in s) for s in self.shapes)
 
 
-def compute_both(split: BottomSplit, train_images, val_images, copies: int, progress=None):
-    """(train activations per copy, val activations, train features per copy, val features) in one pass."""
-    def run(fn, dataset):
+def compute_both(split: BottomSplit, train_images, val_images, copies: int, progress=None, plain=None):
+    """(train activations per copy, val activations, train features per copy, val features) in one pass.
+
+    `plain`: (the plain copy's features, the validation features) already
+    computed: those passes then run the frozen bottom only (its activations
+    are still needed; the features are not computed again).
+    """
+    def run(fn, dataset, count=True):
         acts, feats = [], []
         for x, _ in dataset:
-            b, f = fn(x)
+            out = fn(x)
+            b, f = out if fn is not split.bottom else (out, None)
             acts.append([np.asarray(v) for v in (b if isinstance(b, (list, tuple)) else [b])])
-            feats.append(np.asarray(f))
-            if progress is not None:
-                progress.update(len(feats[-1]))
-        return [np.concatenate(parts) for parts in zip(*acts)], np.concatenate(feats)
+            feats.append(None if f is None else np.asarray(f))
+            if progress is not None and count:
+                progress.update(len(acts[-1][0]))
+        return [np.concatenate(parts) for parts in zip(*acts)], None if feats[0] is None else np.concatenate(feats)
 
-    fns = [split.plain] + [split.augmented] * (copies - 1)
-    train = [run(fn, train_images) for fn in fns]
-    val = run(split.plain, val_images)
+    first = split.plain if plain is None else split.bottom
+    fns = [first] + [split.augmented] * (copies - 1)
+    train = [run(fn, train_images, count=fn is not split.bottom) for fn in fns]
+    val = run(first, val_images, count=plain is None)
+    if plain is not None:
+        train[0], val = (train[0][0], plain[0]), (val[0], plain[1])
     return [a for a, _ in train], val[0], [f for _, f in train], val[1]

@@ -30,6 +30,7 @@ from tfl.config import TrainConfig
 from tfl.errors import UsageError, flag
 from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
+from tfl.selection import auto
 from tfl.training._results import class_counts, describe, near_chance, stage_metrics, worse
 
 if typing.TYPE_CHECKING:  # pragma: no cover - typing only
@@ -154,8 +155,6 @@ class Trainer:
         keras.utils.set_random_seed(cfg.seed)
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
-        spec = backbones.get_backbone(cfg.model.backbone)
-        self.image_size = cfg.model.image_size or spec.default_size
         if self.strategy is None:
             # Before any TensorFlow op (the data checks decode images): collective ops of a multi-worker
             # strategy must be configured at program start.
@@ -171,6 +170,10 @@ class Trainer:
         if self.data.source == "table" and not self.run.exists_table():
             self._keep_table()
         log.info(self.data.describe())
+        if auto.is_auto(cfg.model.backbone):
+            self._choose_backbone()
+        spec = backbones.get_backbone(cfg.model.backbone)
+        self.image_size = cfg.model.image_size or spec.default_size
         if loaded_here:  # a caller that passes its data (tuning) reports its problems once itself
             self._log_data_problems(spec)
         if self.run.exists() and os.path.exists(self.run.class_names_path):
@@ -198,6 +201,20 @@ class Trainer:
         state = self.run.read_state()
         state["plan"] = {f"stage{p.stage}": p.describe() for p in self.plans}  # what was decided, and why
         self.run.write_state(state)
+
+    def _choose_backbone(self):
+        """`--backbone auto`: the pick ranks the candidates on this data; the winner becomes the run's backbone.
+
+        Its features stay in `self.store` (stage 1 computes only the augmented copies); the ranking goes to
+        RUN/pick/ and state.json says which backbone won and why.
+        """
+        import keras
+
+        state = self.run.read_state()
+        state["backbone"] = auto.choose(self.config, self.data, self.store, self.run.pick_dir)
+        self.run.write_state(state)
+        self.run.write_config(self.config)  # the winner: a resumed run trains it without picking again
+        keras.utils.set_random_seed(self.config.seed)  # the same start as a run that named the winner
 
     def _decide_depth(self, cfg: "config_lib.TrainConfig") -> "config_lib.TrainConfig":
         """`--unfreeze auto`: the run's config with stage 2's depth decided from the data (`tfl.training.depth`).

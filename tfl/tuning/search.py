@@ -29,6 +29,7 @@ from tfl._logging import log
 from tfl.config import TrainConfig
 from tfl.errors import TflError, UsageError
 from tfl.runs import LOCK_FILE, FolderLock, RunFolder, atomic_write_json, clear_folder, read_json
+from tfl.selection import auto
 from tfl.tuning import distributed as _distributed
 from tfl.tuning import space as _search_space
 from tfl.tuning import tuner as _tuner
@@ -221,6 +222,10 @@ def _tune(config, out, search, fix, tuner, max_trials, executions_per_trial, obj
                  f"{'s' if strategy.num_replicas_in_sync > 1 else ''}")
         image_data = image_data or data_lib.load_data(cfg.data, seed=cfg.seed,
                                                       multi_label=cfg.model.head.multi_label)
+        if auto.is_auto(cfg.model.backbone):  # picked once, before the search: every trial trains the winner
+            settings["backbone"] = auto.choose(cfg, image_data, None, os.path.join(out, "pick"), what="search")
+            settings["config"] = cfg.to_dict()
+            atomic_write_json(os.path.join(out, "search.json"), settings)
     oracle.log_trials = role != "worker"
     search_tuner = _tuner.TwoStageTuner(oracle, HyperModel(cfg, space), out, data=image_data, strategy=strategy,
                                         executions_per_trial=settings["executions_per_trial"], verbose=verbose,
@@ -270,6 +275,13 @@ def _new_search(config, out, search, fix, tuner, max_trials, executions, objecti
     except ValueError as e:
         raise UsageError(str(e)) from None
     space = _search_space.SearchSpace(dict(search or {}), dict(fix or {}))
+    if auto.is_auto(cfg.model.backbone):
+        auto.check(cfg)
+        if "backbone" in space.domains():
+            raise UsageError("--backbone auto and a searched or fixed backbone: give one of them")
+        if role:
+            raise UsageError("--backbone auto is for a search on one machine: run tfl pick first and pass "
+                             "--backbone NAME to the chief and its workers")
     if tuner == "hyperband" and "fine_tune_epochs" in space.domains():
         raise UsageError("--tuner hyperband chooses the stage-2 epochs itself: do not search or fix fine_tune_epochs")
     if tuner == "hyperband" and cfg.stage2.epochs < 1:

@@ -1,0 +1,90 @@
+"""The pick's arithmetic without TensorFlow: the linear probe, the recommendation rule, the Pareto front,
+the candidate list and the class-balanced subsample."""
+
+import numpy as np
+import pytest
+
+from tfl.errors import TflError, UsageError
+from tfl.selection import candidates as C
+from tfl.selection.pick import Candidate, _decide, _mark_pareto
+from tfl.selection.probe import linear_probe
+
+
+def _blobs(n_per_class, dim, classes, shift, seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (classes, dim)) * shift
+    x = np.concatenate([centres[c] + rng.normal(0, 1, (n_per_class, dim)) for c in range(classes)])
+    y = np.repeat(np.arange(classes), n_per_class)
+    return x.astype(np.float32), y
+
+
+def test_the_probe_separates_separable_features_and_is_at_chance_on_noise():
+    x, y = _blobs(60, 32, 3, shift=3.0, seed=0)
+    vx, vy = _blobs(30, 32, 3, shift=3.0, seed=0)  # same centres (same seed), fresh noise
+    vx = vx + np.random.default_rng(5).normal(0, 0.1, vx.shape).astype(np.float32)
+    good = linear_probe(x, y, vx, vy, 3)
+    assert good.accuracy > 0.95 and good.num_val == 90
+    assert good.stderr == pytest.approx(np.sqrt(good.accuracy * (1 - good.accuracy) / 90))
+    rng = np.random.default_rng(1)
+    noise = linear_probe(rng.normal(size=(180, 32)), rng.integers(0, 3, 180), rng.normal(size=(300, 32)),
+                         rng.integers(0, 3, 300), 3)
+    assert 0.2 < noise.accuracy < 0.45  # chance is 1/3
+    again = linear_probe(x, y, vx, vy, 3)
+    assert (again.accuracy, again.l2, again.cv_accuracy) == (good.accuracy, good.l2, good.cv_accuracy)  # deterministic
+
+
+def _row(name, acc, ms, params=1_000_000):
+    return Candidate(name, 224, accuracy=acc, batch1_ms=ms, batch_ms=ms / 2, stderr=0.02, params=params)
+
+
+def test_the_best_probe_wins_and_a_tie_goes_to_the_faster():
+    rows = [_row("big", 0.95, 50.0), _row("small", 0.90, 10.0)]
+    chosen, why = _decide(rows, 0.01, None, None)
+    assert chosen == "big" and "the best linear-probe accuracy" in why
+    rows = [_row("big", 0.95, 50.0), _row("small", 0.945, 10.0)]
+    chosen, why = _decide(rows, 0.01, None, None)
+    assert chosen == "small"
+    assert "within 0.01 of the best (big, 0.9500)" in why and "10.0 against 50.0 ms" in why
+    chosen, _ = _decide(rows, 0.001, None, None)  # a tighter tie margin keeps the most accurate
+    assert chosen == "big"
+
+
+def test_constraints_that_no_candidate_meets_are_one_usage_line():
+    over = [_row("a", None, 30.0), _row("b", None, 12.0)]
+    for r in over:
+        r.status = "over_latency"
+    with pytest.raises(UsageError, match=r"--max-latency-ms 0.0001: every candidate takes longer .*fastest: b, "
+                                         r"12.0 ms"):
+        _decide(over, 0.01, 0.0001, None)
+    big = [Candidate("a", 224, status="over_params", params=5_000_000)]
+    with pytest.raises(UsageError, match="--max-params 1,000: every candidate has more"):
+        _decide(big, 0.01, None, 1000)
+    skipped = [Candidate("a", 224, status="skipped", reason="no ImageNet weights cached and no network (x)")]
+    with pytest.raises(TflError, match=r"no candidate could be scored \(a: no ImageNet weights"):
+        _decide(skipped, 0.01, None, None)
+
+
+def test_the_pareto_front_is_what_nothing_beats_on_both_axes():
+    rows = [_row("fast", 0.80, 5.0), _row("mid", 0.90, 20.0), _row("dominated", 0.85, 30.0),
+            _row("best", 0.95, 60.0)]
+    _mark_pareto(rows)
+    assert [r.name for r in rows if r.pareto] == ["fast", "mid", "best"]
+
+
+def test_candidates_resolve_cheapest_first_and_refuse_unknown_names():
+    assert C.resolve("mobilenet_v2,mobilenet_025") == ["mobilenet_025", "mobilenet_v2"]
+    assert C.resolve() == list(C.DEFAULT_CANDIDATES)  # the default list is already smallest first
+    assert set(C.resolve(family="mobilenet")) == {"mobilenet_025", "mobilenet_050", "mobilenet_075", "mobilenet"}
+    with pytest.raises(UsageError, match="--candidates: unknown backbone 'mobilenet_v9'; did you mean"):
+        C.resolve("mobilenet_v9")
+    with pytest.raises(UsageError, match="--family nope: no such family"):
+        C.resolve(family="nope")
+
+
+def test_the_subsample_is_class_balanced_deterministic_and_in_order():
+    labels = [0] * 900 + [1] * 90 + [2] * 10
+    chosen = C._balanced(labels, 120, seed=3)
+    counts = np.bincount(np.asarray(labels)[chosen], minlength=3)
+    assert len(chosen) == 120 and counts.tolist() == [55, 55, 10]  # the small class keeps all its images
+    assert chosen == sorted(chosen) == C._balanced(labels, 120, seed=3)
+    assert chosen != C._balanced(labels, 120, seed=4)

@@ -1,0 +1,14 @@
+"""Choosing the backbone for the user's data: `tfl pick` and `--backbone auto`.
+
+* `pick`: the candidates, each scored by a linear probe on its frozen pooled
+  features, its latency and its size; the ranking, the rule and the
+  recommendation (`PickResult`).
+* `probe`: the linear probe (a ridge classifier in closed form, its L2
+  penalty chosen by leave-one-out accuracy on the training features, scored
+  on the validation split).
+* `latency`: time per image on this machine, at batch 1 and at a batch.
+* `candidates`: the default list, which candidates can be tried here, and the
+  class-balanced subsample of a large dataset.
+* `auto`: `--backbone auto` for `tfl train` and `tfl tune`: the pick first,
+  its ranking kept in the run (or search) folder.
+"""

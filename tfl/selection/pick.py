@@ -1,0 +1,403 @@
+"""`tfl pick`: rank backbones on the user's own data, cheaply, and recommend one.
+
+Each candidate is scored the way stage 1 sees it: its pooled ImageNet
+features of the training and validation images (the first, plain copy, no
+augmentation), computed once through the `ActivationStore`, and a linear
+probe trained on the training features and scored on the validation split
+(`tfl.selection.probe`). Its latency is measured on this machine at batch 1
+and at a batch, and its parameters and weights file size are read.
+
+The rule (also written into `pick.json`): among the candidates within the
+constraints (`max_latency_ms` on batch-1 latency, `max_params`), the best
+probe accuracy wins; candidates within `tie` (1 point) of the best count as
+tied, and the fastest of those at batch 1 wins.
+
+Candidates are tried cheapest (fewest parameters) first. One whose ImageNet
+weights cannot be had here, or whose feature pass would not fit the time
+budget, is skipped with one line saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import time
+import typing
+
+from tfl._logging import log
+from tfl.errors import TflError, UsageError, WeightsUnavailableError
+from tfl.selection import candidates as _candidates
+
+TIE = 0.01  # probe accuracies this close to the best count as tied (then the faster one wins)
+RULE = ("among the candidates within the constraints (batch-1 latency <= max_latency_ms, parameters <= "
+        "max_params), the best linear-probe accuracy on the validation split wins; candidates within {tie:g} "
+        "of the best count as tied, and the fastest of those (batch-1 latency) wins")
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One backbone of a pick and what was measured on it.
+
+    Args:
+        name: registry name.
+        image_size: the input side it was scored at.
+        status: `scored`, `skipped` (no weights, no time, too small an
+            image), `over_latency` or `over_params` (outside the constraints:
+            measured, not scored).
+        reason: why it was not scored.
+        params: backbone parameters.
+        weights_mb: size of its ImageNet weights file (MB), when local.
+        batch1_ms: latency of one image per call (ms).
+        batch_ms: time per image at `batch_size` images per call (ms).
+        accuracy: linear-probe accuracy on the validation split.
+        stderr: its standard error.
+        l2: the probe's L2 penalty (chosen by leave-one-out accuracy on train).
+        feature_seconds: time of its feature pass (0 when reused).
+        seconds: time spent on it in all.
+        pareto: on the accuracy/latency Pareto front of the scored candidates.
+        rank: 1 for the best probe accuracy (scored candidates only).
+    """
+
+    name: str
+    image_size: int
+    status: str = "scored"
+    reason: str = ""
+    params: typing.Optional[int] = None
+    weights_mb: typing.Optional[float] = None
+    batch1_ms: typing.Optional[float] = None
+    batch_ms: typing.Optional[float] = None
+    batch_size: typing.Optional[int] = None
+    accuracy: typing.Optional[float] = None
+    stderr: typing.Optional[float] = None
+    l2: typing.Optional[float] = None
+    feature_seconds: typing.Optional[float] = None
+    seconds: float = 0.0
+    pareto: bool = False
+    rank: typing.Optional[int] = None
+
+    def skip_line(self) -> str:
+        return f"skipped {self.name}: {self.reason}"
+
+
+@dataclasses.dataclass
+class PickResult:
+    """What `pick` returns (and `pick.json` holds).
+
+    Args:
+        chosen: the recommended backbone (None when none was scored).
+        why: one line: why it won, by the rule.
+        command: the command that trains it.
+        candidates: every candidate, scored ones best first, then the others.
+        rule: the recommendation rule in words.
+        source: the data source.
+        num_train, num_val: images the probes were trained and scored on.
+        subsampled: the data was larger and a class-balanced subsample was used.
+        constraints: the constraints given (`max_latency_ms`, `max_params`, `budget_seconds`).
+        seconds: time of the whole pick.
+        out_dir: the folder with `pick.json`, `pick.png` and `index.html` (None: not written).
+        features: the chosen backbone's `FeatureCache` (not serialised).
+    """
+
+    chosen: typing.Optional[str]
+    why: str
+    command: str
+    candidates: typing.List[Candidate]
+    rule: str
+    source: str
+    num_train: int
+    num_val: int
+    subsampled: bool
+    constraints: dict
+    seconds: float
+    image_size: typing.Optional[int] = None
+    out_dir: typing.Optional[str] = None
+    features: typing.Any = dataclasses.field(default=None, repr=False)
+
+    @property
+    def scored(self) -> typing.List[Candidate]:
+        return [c for c in self.candidates if c.status == "scored"]
+
+    def get(self, name: str) -> Candidate:
+        return next(c for c in self.candidates if c.name == name)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "features"}
+        d["candidates"] = [dataclasses.asdict(c) for c in self.candidates]
+        d["split"] = "val"
+        return d
+
+    def table(self) -> str:
+        """The ranking as the terminal shows it: scored candidates best first, then one line per other."""
+        head = (f"{'rank':>4}  {'backbone':<20} {'size':>4}  {'probe acc':>9} {'± se':>6}  {'batch-1 ms':>10} "
+                f"{'ms/img':>7}  {'params':>7} {'file MB':>7}  {'s':>5}")
+        lines = [head]
+        for c in self.scored:
+            mark = "*" if c.name == self.chosen else " "
+            lines.append(f"{c.rank:>3}{mark}  {c.name:<20} {c.image_size:>4}  {c.accuracy:>9.4f} {c.stderr:>6.3f}  "
+                         f"{c.batch1_ms:>10.1f} {c.batch_ms:>7.2f}  {_millions(c.params):>7} "
+                         f"{_mb(c.weights_mb):>7}  {c.seconds:>5.0f}")
+        for c in self.candidates:
+            if c.status == "over_latency":
+                lines.append(f"   -  {c.name:<20} {c.image_size:>4}  {'':>9} {'':>6}  {c.batch1_ms:>10.1f} "
+                             f"{'-':>7}  {_millions(c.params):>7} {_mb(c.weights_mb):>7}  "
+                             f"{c.seconds:>5.0f}  over --max-latency-ms")
+        lines += [c.skip_line() for c in self.candidates if c.status in ("skipped", "over_params")]
+        data = f"{self.num_train} train / {self.num_val} val images" + (" (class-balanced subsample)"
+                                                                          if self.subsampled else "")
+        lines.append(f"scored on {self.source}: {data}; probe accuracy on the validation split; "
+                     f"{self.seconds:.0f}s in all")
+        if self.chosen:
+            lines.append(f"recommended: {self.why}")
+            lines.append(f"train it: {self.command}")
+        return "\n".join(lines)
+
+
+def _millions(n) -> str:
+    return "?" if n is None else f"{n / 1e6:.2f}M"
+
+
+def _mb(x) -> str:
+    return "?" if x is None else f"{x:.1f}"
+
+
+def _load(data, seed, options):
+    from tfl.config import DataConfig
+    from tfl.data.loading import ImageData, load_data
+
+    if isinstance(data, ImageData):
+        return data
+    if not isinstance(data, (str, DataConfig)):
+        raise UsageError("pick: data must be a source string (folder:PATH, csv:PATH, tfds:NAME), a DataConfig "
+                         "or an ImageData")
+    return load_data(data, seed=seed, **options)
+
+
+def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_size: typing.Optional[int] = None,
+         budget=None, max_latency_ms: typing.Optional[float] = None, max_params: typing.Optional[int] = None,
+         out: typing.Optional[str] = None, batch_size: int = 32, seed: int = 42,
+         max_images: int = _candidates.MAX_TRAIN_IMAGES, pooling: str = "avg", tie: float = TIE, store=None,
+         **data_options) -> PickResult:
+    """Ranks backbones on `data` by a linear probe on their frozen features, with latency and size.
+
+    Args:
+        data: a source (`folder:PATH`, `csv:PATH`, `tfds:NAME`), a
+            `DataConfig` or a loaded `ImageData` (single-label).
+        candidates: backbone names (list or comma-separated); default
+            `tfl.selection.candidates.DEFAULT_CANDIDATES`.
+        family: instead of `candidates`, every backbone of this family.
+        image_size: input side for every candidate (default: each one's own).
+        budget: time for the whole pick (seconds, or `"10m"`, `"90s"`);
+            candidates whose feature pass would not fit are skipped.
+        max_latency_ms: most batch-1 milliseconds per image on this machine.
+        max_params: most backbone parameters.
+        out: folder for `pick.json`, `pick.png` and `index.html` (None: none).
+        batch_size: batch of the feature pass and of the throughput figure.
+        seed: seed of the subsample.
+        max_images: larger training sets are scored on a class-balanced
+            subsample of this many images (and half as many validation images).
+        pooling: `avg` or `max`, as the head will pool.
+        tie: probe accuracies within this of the best count as tied.
+        store: the `ActivationStore` to compute features through (the winner's
+            stay in it, for a run that trains it); default a memory-only one.
+        **data_options: `DataConfig` fields for loading a source (`val_split`, ...).
+
+    Returns:
+        A `PickResult`.
+
+    Raises:
+        UsageError: multi-label data, unknown candidates, or constraints
+            that no candidate meets (one line).
+        TflError: no candidate could be scored (every one skipped).
+
+    Examples:
+        >>> result = tfl.pick("folder:hymenoptera_data", candidates="mobilenet_025,mobilenet_v2", out="pick")
+        >>> result.chosen
+        'mobilenet_v2'
+    """
+    from tfl.tuning.space import parse_duration
+
+    t0 = time.monotonic()
+    names = _candidates.resolve(candidates, family)
+    budget_s = parse_duration(budget, "--budget")
+    if max_latency_ms is not None and max_latency_ms <= 0:
+        raise UsageError(f"--max-latency-ms {max_latency_ms:g} must be more than 0")
+    if max_params is not None and max_params <= 0:
+        raise UsageError(f"--max-params {max_params} must be more than 0")
+    if pooling not in ("avg", "max"):
+        raise UsageError(f"pooling '{pooling}' is not avg or max")
+    full = _load(data, seed, data_options)
+    if full.multi_label:
+        raise UsageError(f"{full.source} gives images several labels: tfl pick scores single-label data")
+    sub, subsampled = _candidates.subsample(full, max_images, seed)
+    if subsampled:
+        log.info(f"pick: scoring on a class-balanced subsample of {len(sub.train)} train / {len(sub.val)} val "
+                 f"images (of {len(full.train)} / {len(full.val)})")
+    if store is None:
+        from tfl.training.activations import ActivationStore
+
+        store = ActivationStore(cache_dir=None)
+    rows, caches = [], {}
+    for i, name in enumerate(names):
+        row, cache = _try(name, i, len(names), sub, image_size, batch_size, pooling, store, budget_s, t0,
+                          max_latency_ms, max_params)
+        rows.append(row)
+        if cache is not None:
+            caches[name] = cache
+    chosen, why = _decide(rows, tie, max_latency_ms, max_params)
+    size_opt = f" --image-size {image_size}" if image_size else ""
+    source = full.source
+    command = (f"tfl train --data {shlex.quote(source)} --backbone {chosen}{size_opt}" if chosen else "")
+    ranked = sorted((r for r in rows if r.status == "scored"), key=lambda r: (-r.accuracy, r.batch1_ms))
+    for rank, r in enumerate(ranked, 1):
+        r.rank = rank
+    _mark_pareto(ranked)
+    others = [r for r in rows if r.status != "scored"]
+    res = PickResult(chosen=chosen, why=why, command=command, candidates=ranked + others,
+                     rule=RULE.format(tie=tie), source=source, num_train=len(sub.train), num_val=len(sub.val),
+                     subsampled=subsampled, constraints={"max_latency_ms": max_latency_ms, "max_params": max_params,
+                                                         "budget_seconds": budget_s},
+                     seconds=time.monotonic() - t0, image_size=image_size,
+                     features=caches.get(chosen))
+    if res.features is not None:
+        store.remember(res.features)
+    if out:
+        from tfl.reports.pick import write_pick
+
+        res.out_dir = out
+        write_pick(res, out)
+    return res
+
+
+def _try(name, i, n, data, image_size, batch_size, pooling, store, budget_s, t0, max_latency_ms, max_params):
+    """(Candidate, its FeatureCache or None): one candidate measured and, when it may be, scored."""
+    from tfl.models import backbones
+
+    spec = backbones.get_backbone(name)
+    size = int(image_size or spec.default_size)
+    row = Candidate(name, size)
+    start = time.monotonic()
+    params = backbones.stats(spec).get("params")
+    where = f"pick {i + 1}/{n} {name} ({size} px)"
+    if size < spec.min_size:
+        row.status, row.reason = "skipped", f"{size} px is below its minimum of {spec.min_size}"
+    elif max_params is not None and params is not None and params > max_params:
+        row.status, row.params = "over_params", params
+        row.reason = f"{params:,} parameters, more than --max-params {max_params:,}"
+    elif budget_s is not None and time.monotonic() - t0 >= budget_s:
+        row.status, row.reason = "skipped", f"the --budget of {budget_s:.0f}s is spent"
+    else:
+        row.reason = _candidates.weights_missing(name, size) or ""
+        row.status = "skipped" if row.reason else "scored"
+    if row.status != "scored":
+        log.info(row.skip_line() if row.status != "over_params" else f"{where}: {row.reason}")
+        return row, None
+    try:
+        return _measure_and_score(row, spec, where, data, batch_size, pooling, store, budget_s, t0,
+                                  max_latency_ms, start)
+    except WeightsUnavailableError as e:  # a download that failed
+        row.status, row.reason = "skipped", str(e).split(": put ")[0]
+        log.info(row.skip_line())
+        return row, None
+
+
+def _measure_and_score(row, spec, where, data, batch_size, pooling, store, budget_s, t0, max_latency_ms, start):
+    from tfl.config import HeadConfig, ModelConfig
+    from tfl.models import backbones
+    from tfl.models import classifier as model_lib
+    from tfl.selection import latency, probe
+
+    cfg = ModelConfig(backbone=spec.name, weights="imagenet", image_size=row.image_size, augment=False,
+                      head=HeadConfig(pooling=pooling))
+    model = model_lib.build_model(cfg, data.num_classes)
+    row.params = int(model_lib.backbone_of(model).count_params())
+    path = backbones.imagenet_weights_path(spec, row.image_size)
+    row.weights_mb = os.path.getsize(path) / 1e6 if path else None
+    lat = latency.measure(model, row.image_size, batch_size, batch=False)
+    row.batch1_ms, row.batch_size = lat.batch1_ms, batch_size
+    log.info(f"{where}: {row.params / 1e6:.2f}M parameters, {lat.batch1_ms:.1f} ms per image at batch 1")
+    if max_latency_ms is not None and lat.batch1_ms > max_latency_ms:
+        row.status = "over_latency"
+        row.reason = f"{lat.batch1_ms:.1f} ms per image at batch 1, over --max-latency-ms {max_latency_ms:g}"
+        row.seconds = time.monotonic() - start
+        log.info(f"{where}: {row.reason}; not scored")
+        return row, None
+    images = len(data.train) + len(data.val)
+    if budget_s is not None:
+        # The feature pass at about the batch-1 rate's better half (batches run faster per image), plus the
+        # probe's few seconds.
+        need = images * lat.batch1_ms / 1000 * 0.6 + 5
+        left = budget_s - (time.monotonic() - t0)
+        if need > left:
+            row.status = "skipped"
+            row.reason = (f"its feature pass needs about {need:.0f}s for {images} images and {max(left, 0):.0f}s "
+                          "of the --budget are left")
+            row.seconds = time.monotonic() - start
+            log.info(row.skip_line())
+            return row, None
+    _decoded(data, row.image_size, batch_size)
+    t = time.monotonic()
+    cache = store.features(model, data, row.image_size, batch_size, copies=1)
+    row.feature_seconds = 0.0 if cache.reused else time.monotonic() - t
+    # Throughput at the batch size: the feature pass itself, timed (its images are decoded already).
+    row.batch_ms = (1000 * row.feature_seconds / images if not cache.reused else
+                    latency.measure(model, row.image_size, batch_size).batch_ms)
+    r = probe.linear_probe(cache.train[0], cache.train_labels, cache.val, cache.val_labels, data.num_classes)
+    row.accuracy, row.stderr, row.l2 = r.accuracy, r.stderr, r.l2
+    row.seconds = time.monotonic() - start
+    log.info(f"{where}: linear probe accuracy {r.accuracy:.4f} ± {r.stderr:.3f} on {r.num_val} validation images "
+             f"(ridge L2 {r.l2:.2g} x n, chosen by leave-one-out on train); {row.seconds:.0f}s")
+    return row, cache
+
+
+def _decoded(data, image_size: int, batch_size: int) -> None:
+    """Decodes both splits at `image_size` into their memory cache (when they fit) before a timed pass, so
+    the pass times the backbone, not the JPEG decoder; candidates of the same size share the decoded images."""
+    from tfl.data.loading import MEMORY_CACHE_BYTES
+
+    for split in (data.train, data.val):
+        if len(split) * image_size * image_size * 3 * 4 <= MEMORY_CACHE_BYTES:  # else the pass decodes anyway
+            for _ in split.dataset(image_size, batch_size):
+                pass
+
+
+def _decide(rows, tie, max_latency_ms, max_params):
+    """(chosen name, why) by the rule; a one-line error when nothing could be chosen."""
+    scored = [r for r in rows if r.status == "scored"]
+    if not scored:
+        over = [r for r in rows if r.status == "over_latency"]
+        if over and max_latency_ms is not None and len(over) == len([r for r in rows if r.batch1_ms is not None]):
+            fastest = min(over, key=lambda r: r.batch1_ms)
+            raise UsageError(f"--max-latency-ms {max_latency_ms:g}: every candidate takes longer on this machine "
+                             f"(fastest: {fastest.name}, {fastest.batch1_ms:.1f} ms per image at batch 1); "
+                             "raise it or leave it out")
+        if max_params is not None and all(r.status == "over_params" for r in rows):
+            smallest = min(rows, key=lambda r: r.params or float("inf"))
+            raise UsageError(f"--max-params {max_params:,}: every candidate has more (smallest: {smallest.name}, "
+                             f"{smallest.params:,}); raise it or leave it out")
+        reasons = "; ".join(f"{r.name}: {r.reason}" for r in rows)
+        raise TflError(f"no candidate could be scored ({reasons})")
+    best = max(scored, key=lambda r: r.accuracy)
+    tied = [r for r in scored if r.accuracy >= best.accuracy - tie - 1e-12]
+    chosen = min(tied, key=lambda r: (r.batch1_ms, -r.accuracy))
+    limits = [f"{k.replace('_', '-')} {v:g}" for k, v in (("max_latency_ms", max_latency_ms),
+                                                          ("max_params", max_params)) if v is not None]
+    within = f" within --{' and --'.join(limits)}" if limits else ""
+    if chosen is best or chosen.accuracy >= best.accuracy:
+        why = (f"{chosen.name}: the best linear-probe accuracy on the validation split, {chosen.accuracy:.4f}, "
+               f"of {len(scored)} candidate{'s' if len(scored) > 1 else ''} scored{within}")
+        faster = [r for r in tied if r is not chosen]
+        if faster:
+            why += f" (and the fastest of those tied within {tie:g})"
+    else:
+        why = (f"{chosen.name}: linear-probe accuracy {chosen.accuracy:.4f} on the validation split, within {tie:g} "
+               f"of the best ({best.name}, {best.accuracy:.4f}), and faster: {chosen.batch1_ms:.1f} against "
+               f"{best.batch1_ms:.1f} ms per image at batch 1{within}")
+    return chosen.name, why
+
+
+def _mark_pareto(scored) -> None:
+    """Marks the candidates no other beats on both accuracy and batch-1 latency."""
+    for r in scored:
+        r.pareto = not any(o is not r and o.accuracy >= r.accuracy and o.batch1_ms <= r.batch1_ms
+                           and (o.accuracy > r.accuracy or o.batch1_ms < r.batch1_ms) for o in scored)
