@@ -211,8 +211,11 @@ class Trainer:
         import keras
 
         state = self.run.read_state()
-        state["backbone"] = auto.choose(self.config, self.data, self.store, self.run.pick_dir)
+        record = state["backbone"] = auto.choose(self.config, self.data, self.store, self.run.pick_dir)
         self.run.write_state(state)
+        # Beside stage 2's depth in metrics.json, the report and tfl info: what the run decided from its data.
+        self.decisions["backbone"] = {"chosen": f"--backbone {record['auto']}", "why": record["why"],
+                                      "seconds": record.get("seconds", 0.0)}
         self.run.write_config(self.config)  # the winner: a resumed run trains it without picking again
         keras.utils.set_random_seed(self.config.seed)  # the same start as a run that named the winner
 
