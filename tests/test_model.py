@@ -59,7 +59,7 @@ def test_unfreeze_specs(small_model):
     assert model_lib.parse_unfreeze("50%", backbone, ids) == model_lib.parse_unfreeze("0.5", backbone, ids)
     two = model_lib.parse_unfreeze("2blocks", backbone, ids)
     assert two and {ids[i] for i in two} == {max(ids), max(ids) - 1}
-    for bad, match in (("999", "layers"), ("lots", "not all"), ("99blocks", "blocks"), ("1.5", "fraction")):
+    for bad, match in (("999", "layers"), ("lots", "is not auto, all"), ("99blocks", "blocks"), ("1.5", "fraction")):
         with pytest.raises(UsageError, match=match):
             model_lib.parse_unfreeze(bad, backbone, ids)
 
