@@ -16,7 +16,8 @@ balanced subsample of a large training split) gives the pooled final features
 and the pooled activations at each candidate cut (2 blocks, about a quarter
 and about half of the blocks from the top); a linear probe on each is scored
 on the validation split. Stage 2 unfreezes down to the deepest candidate cut
-whose probe scores within `TOLERANCE` of the 2-block cut's (see `choose`), and
+whose probe scores within `TOLERANCE` of the features above it (the 2-block
+cut's, or the final features' when they are about as wide; see `choose`), and
 never less than 2 blocks. It costs one forward pass and a few small logistic
 regressions; the seconds are printed and recorded with the choice.
 """
@@ -32,6 +33,8 @@ import numpy as np
 # A cut whose features score within this of the final features' probe means the blocks above it add
 # little for this data. 3 points: below it, hymenoptera's 2-block cut (-2.7) stays the shallow choice.
 TOLERANCE = 0.03
+# Final features wider than this times the 2-block cut are not compared with the cuts (see `choose`).
+WIDTH_RATIO = 2
 # The name of this decision in the run's state.json and metrics.json ("decisions").
 DECISION = "stage 2 depth"
 MIN_BLOCKS = 2
@@ -77,20 +80,27 @@ def candidate_blocks(num_blocks: int) -> typing.List[int]:
     return sorted(k for k in wanted if MIN_BLOCKS <= k < num_blocks)
 
 
-def choose(scores: typing.Dict[str, float], candidates: typing.Sequence[int],
-           tolerance: float = TOLERANCE) -> typing.Tuple[str, str]:
+def choose(scores: typing.Dict[str, float], candidates: typing.Sequence[int], tolerance: float = TOLERANCE,
+           widths: typing.Optional[typing.Dict[str, int]] = None) -> typing.Tuple[str, str]:
     """(`--unfreeze` value, reason) from the probes' validation accuracies.
 
     Stage 2 always trains the top `MIN_BLOCKS` blocks, so the question is
     only whether to go deeper: a deeper cut whose features classify the data
-    about as well as the features at the `MIN_BLOCKS` cut means the blocks in
-    between add nothing for this data, and are retrained too. (The cuts are
-    compared with each other, not with the final features: those can be much
-    wider, e.g. MobileNetV2's 1280 channels against 56 at its 2-block cut, and
-    a linear probe favours width.)
+    about as well as the features above it means the blocks in between add
+    nothing for this data, and are retrained too. "Above it" is the best of
+    the `MIN_BLOCKS` cut and the final features, except where the final
+    features are more than `WIDTH_RATIO` times wider than that cut (e.g.
+    MobileNetV2's 1280 channels against 56 at its 2-block cut): a linear
+    probe favours width, so there only the cuts are compared.
+
+    Args:
+        scores: probe accuracy on val: `top` and `Nblocks` per candidate.
+        candidates: the candidate cuts, in blocks from the top, ascending.
+        tolerance: how far below the reference a cut may score.
+        widths: feature widths with the same keys (None: all comparable).
 
     Examples:
-        >>> choose({"top": 0.84, "2blocks": 0.81, "4blocks": 0.77, "7blocks": 0.76}, [2, 4, 7])[0]
+        >>> choose({"top": 0.85, "2blocks": 0.82, "4blocks": 0.817, "7blocks": 0.79}, [2, 4, 7])[0]
         '2blocks'
         >>> choose({"top": 0.84, "2blocks": 0.85, "4blocks": 0.835, "7blocks": 0.83}, [2, 4, 7])[0]
         '7blocks'
@@ -99,16 +109,19 @@ def choose(scores: typing.Dict[str, float], candidates: typing.Sequence[int],
     probes = f"linear probes on val: final features {scores['top']:.3f}" + (f", {shown}" if shown else "")
     if not candidates:
         return f"{MIN_BLOCKS}blocks", f"no deeper cut to compare ({probes})"
-    reference = scores[f"{candidates[0]}blocks"]
+    first = f"{candidates[0]}blocks"
+    reference, against = scores[first], f"{candidates[0]} blocks down"
+    fair = widths is None or widths["top"] <= WIDTH_RATIO * widths[first]
+    if fair and scores["top"] > reference:
+        reference, against = scores["top"], "the final features"
     close = [k for k in candidates if scores[f"{k}blocks"] >= reference - tolerance]
-    deepest = max(close)
+    deepest = max(close, default=candidates[0])
     if deepest == candidates[0]:
-        why = (f"features deeper down classify this data worse than {candidates[0]} blocks down ({probes}): "
-               f"the blocks in between are worth keeping; fine-tune the top {candidates[0]}")
+        why = (f"features deeper down classify this data worse than {against} ({probes}): the blocks in "
+               f"between are worth keeping; fine-tune the top {candidates[0]}")
     else:
-        why = (f"features {deepest} blocks down classify this data about as well as {candidates[0]} blocks down "
-               f"({probes}; within {tolerance:.2f}): the blocks in between add little here; retrain the top "
-               f"{deepest}")
+        why = (f"features {deepest} blocks down classify this data about as well as {against} ({probes}; "
+               f"within {tolerance:.2f}): the blocks in between add little here; retrain the top {deepest}")
     return f"{deepest}blocks", why
 
 
@@ -214,7 +227,8 @@ def decide_depth(model, backbone, block_ids, data, image_size: int, batch_size: 
         va, yva = run(data.val, progress)
     names = ["top"] + [f"{k}blocks" for k in candidates]
     scores = {name: round(probe_accuracy(a, ytr, b, yva, seed), 4) for name, a, b in zip(names, tr, va)}
-    unfreeze, why = choose(scores, candidates)
+    widths = {name: int(a.shape[1]) for name, a in zip(names, tr)}
+    unfreeze, why = choose(scores, candidates, widths=widths)
     _DECIDED[key] = DepthDecision(unfreeze, scores, why, time.time() - t0, len(ytr), len(yva))
     return _DECIDED[key]
 
