@@ -110,7 +110,7 @@ def test_gradual_unfreezing_releases_blocks_from_the_top_and_the_model_reloads(t
                 shutil.copy(os.path.join(hymenoptera, split, cls, name), tmp_path / "data" / split / cls)
     cfg = TrainConfig()
     cfg.data.source = f"folder:{tmp_path / 'data'}"
-    cfg.model.image_size = SIZE
+    cfg.model.backbone, cfg.model.image_size = "mobilenet_025", SIZE  # its block layers are named below
     cfg.stage1.epochs = 1
     cfg.stage2.epochs, cfg.stage2.unfreeze, cfg.stage2.gradual = 2, "2blocks", True
     cfg.stage2.lr, cfg.stage2.warmup_epochs, cfg.stage2.schedule = "1e-4..1e-3", 0.0, "constant"

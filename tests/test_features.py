@@ -59,6 +59,8 @@ def _config(folder, stage1_epochs, stage2_epochs):
     # float noise in a near-zero gradient of the backbone would flip steps; SGD keeps it noise.
     cfg.stage2.epochs, cfg.stage2.lr, cfg.stage2.optimizer = stage2_epochs, 0.1, "sgd"
     cfg.stage2.schedule, cfg.stage2.warmup_epochs = "constant", 0
+    # The comparison cuts MobileNet 0.25 at a fixed depth (the run's own `--unfreeze auto` has its own tests).
+    cfg.model.backbone, cfg.stage2.unfreeze = "mobilenet_025", "2blocks"
     return cfg
 
 

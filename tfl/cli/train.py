@@ -136,7 +136,8 @@ def train_options(f):
         option("--fine-tune-epochs", type=click.IntRange(0), default_text=shown(s2.epochs),
                help="Stage 2 epochs (the unfrozen top of the backbone); 0 skips the stage."),
         option("--unfreeze", metavar="SPEC", default_text=s2.unfreeze,
-               help="Stage 2: how much to train: all, N layers from the top, a fraction (0.3, 30%), or Nblocks. "
+               help="Stage 2: how much to train: auto (decided from the data by linear probes at candidate cuts "
+                    "of the frozen backbone), all, N layers from the top, a fraction (0.3, 30%), or Nblocks. "
                     "BatchNorm stays frozen."),
         option("--lr", callback=_lr, metavar="LR|auto", default_text=_lr_text(s1),
                help="Stage 1 learning rate, or auto (LR range test on the cached features)."),
