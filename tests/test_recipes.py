@@ -84,6 +84,8 @@ def test_folder_recipe_needs_data():
 
 
 def test_readme_index_matches_the_recipes():
+    from tfl.config import TrainConfig
+
     with open(os.path.join(RECIPES, "README.md"), encoding="utf-8") as f:
         rows = [line for line in f if line.startswith("| [")]
     by_name = {re.match(r"\| \[`?([\w.]+?)(?:\.py)?`?\]", row).group(1): row for row in rows}
@@ -91,7 +93,7 @@ def test_readme_index_matches_the_recipes():
     for name in NAMES:
         recipe = _load(name).RECIPE
         cells = [c.strip() for c in by_name[name].split("|")[1:-1]]
-        assert (recipe.backbone or "mobilenet_025") in cells[2], name
+        assert (recipe.backbone or TrainConfig().model.backbone) in cells[2], name
         assert str(recipe.image_size or 224) in cells[3], name
 
 
