@@ -102,6 +102,10 @@ def test_multi_label_csv_beats_the_single_label_baseline_on_macro_f1(runs, tagge
     names = multi["class_names"]
     assert names == ["ants", "bees", "cardboard", "glass", "landscape", "metal", "paper", "plastic", "trash"]
     assert multi["num_images"] == 136 and multi["split"] == "test"
+    # The run scored its kept model on the same test rows at the end, at the thresholds chosen on val.
+    with open(os.path.join(runs["multi"], "metrics.json"), encoding="utf-8") as f:
+        scored = json.load(f)["test"]
+    assert scored["num_images"] == 136 and scored["macro_f1"] == pytest.approx(multi["macro_f1"], abs=1e-6)
     baseline = _baseline(runs["single"], tagged["tags"], names)
     classes = [n for n in names if n != "landscape"]
     macro_classes = np.mean([multi["per_class"][n]["f1"] for n in classes])

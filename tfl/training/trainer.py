@@ -584,7 +584,9 @@ class Trainer:
         out = {"num_images": int(len(labels)), "split": where}
         if self.config.model.head.multi_label:
             truth = label_matrix(test.labels, self.data.num_classes)
-            m = evaluation.multilabel_metrics(probs, truth, self.data.class_names, thresholds)
+            chosen = thresholds or {}  # name -> threshold, as chosen on val (and kept in thresholds.json)
+            per_label = [float(chosen.get(name, 0.5)) for name in self.data.class_names]
+            m = evaluation.multilabel_metrics(probs, truth, self.data.class_names, per_label)
             out.update({k: float(m[k]) for k in ("macro_f1", "micro_f1", "map", "accuracy")})
         else:
             out["accuracy"] = float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
