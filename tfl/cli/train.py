@@ -241,8 +241,8 @@ def train(config_file, out, resume_dir, overwrite, **opts):
     quiet_tf()
     # Bad options fail here in one line, before TensorFlow is imported or any data is read.
     checks.check_options(cfg, out=out, resume=bool(resume_dir), overwrite=overwrite)
+    from tfl.training.scoring import test_summary as test_line
     from tfl.training.trainer import Trainer
-    from tfl.training.trainer import test_summary as test_line
 
     result = Trainer(cfg, out, resume=bool(resume_dir), overwrite=overwrite).fit()
     for stage, m in (("stage 1", result.stage1), ("stage 2", result.stage2)):
@@ -363,7 +363,7 @@ def info(run, as_json):
                    f"stage 2 {metrics.get('stage2', {}).get('val_accuracy', float('nan')):.4f}, "
                    f"kept stage {metrics.get('best_stage')} (chosen on val)")
         if metrics.get("test"):
-            from tfl.training.trainer import test_summary
+            from tfl.training.scoring import test_summary
 
             click.echo(f"test:       {test_summary(metrics['test'])}")
         for name, d in (metrics.get("decisions") or {}).items():

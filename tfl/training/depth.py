@@ -234,3 +234,35 @@ def decide_depth(model, backbone, block_ids, data, image_size: int, batch_size: 
 
 
 _DECIDED: typing.Dict[tuple, DepthDecision] = {}
+
+
+def resolve(run, cfg, model, backbone, block_ids, data, image_size: int):
+    """`--unfreeze auto` for a run: (its config with the depth decided, the decision's record).
+
+    The record is kept in the run's state.json, so a resumed run goes on with
+    the same depth without measuring again (and in metrics.json by the
+    trainer); config.json keeps `auto`, what the user asked for. Runs without
+    a stage 2, and multi-label data (the probes score single-label data),
+    get `MIN_BLOCKS` without measuring.
+    """
+    from tfl._logging import log
+    from tfl.config import TrainConfig
+
+    state = run.read_state()
+    decided = (state.get("decisions") or {}).get(DECISION)
+    if decided is None:
+        if cfg.model.weights is None or not cfg.stage2.epochs:
+            decided = {"chosen": f"--unfreeze {MIN_BLOCKS}blocks", "why": "no stage 2 to decide for", "seconds": 0.0}
+        elif data.multi_label:
+            decided = {"chosen": f"--unfreeze {MIN_BLOCKS}blocks", "seconds": 0.0,
+                       "why": "multi-label data: the depth probes score single-label data only"}
+        else:
+            decision = decide_depth(model, backbone, block_ids, data, image_size, cfg.data.batch_size, cfg.seed)
+            decided = decision.describe()
+            log.info(f"stage 2 depth (--unfreeze auto): {decision.unfreeze}, decided in {decision.seconds:.1f}s: "
+                     f"{decision.why}")
+        state.setdefault("decisions", {})[DECISION] = decided
+        run.write_state(state)
+    resolved = TrainConfig.from_dict(cfg.to_dict())
+    resolved.stage2.unfreeze = decided["chosen"].split()[-1]
+    return resolved, decided

@@ -31,6 +31,7 @@ from tfl.errors import UsageError, flag
 from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
 from tfl.selection import auto
+from tfl.training import _run_data, scoring
 from tfl.training._results import class_counts, describe, near_chance, stage_metrics, worse
 
 if typing.TYPE_CHECKING:  # pragma: no cover - typing only
@@ -70,18 +71,6 @@ class FineTuneResult:
     @property
     def val_accuracy(self) -> float:
         return (self.stage2 if self.best_stage == 2 else self.stage1).get("val_accuracy", float("nan"))
-
-
-def test_summary(test: dict) -> str:
-    """The test scores in a few words, e.g. `accuracy 0.8412 on 63 images (15% of train held out ...)`.
-
-    Examples:
-        >>> test_summary({"accuracy": 0.5, "num_images": 4, "split": "the data's test split"})
-        "accuracy 0.5000 on 4 images (the data's test split, never used to choose anything)"
-    """
-    scores = "  ".join(f"{k} {test[k]:.4f}" for k in ("macro_f1", "micro_f1", "map") if k in test)
-    main = scores or f"accuracy {test.get('accuracy', float('nan')):.4f}"
-    return f"{main} on {test.get('num_images', 0)} images ({test.get('split', 'test')}, never used to choose anything)"
 
 
 def _verbose(verbose):
@@ -220,70 +209,20 @@ class Trainer:
         keras.utils.set_random_seed(self.config.seed)  # the same start as a run that named the winner
 
     def _decide_depth(self, cfg: "config_lib.TrainConfig") -> "config_lib.TrainConfig":
-        """`--unfreeze auto`: the run's config with stage 2's depth decided from the data (`tfl.training.depth`).
-
-        The decision is kept in state.json, so a resumed run goes on with the same depth without measuring
-        again, and in metrics.json; config.json keeps `auto`, what the user asked for.
-        """
+        """`--unfreeze auto`: the run's config with stage 2's depth decided from its data (`depth.resolve`)."""
         from tfl.training import depth
 
-        state = self.run.read_state()
-        decided = (state.get("decisions") or {}).get(depth.DECISION)
-        if decided is None:
-            if cfg.model.weights is None or not cfg.stage2.epochs:
-                decided = {"chosen": f"--unfreeze {depth.MIN_BLOCKS}blocks", "why": "no stage 2 to decide for",
-                           "seconds": 0.0}
-            elif self.data.multi_label:
-                decided = {"chosen": f"--unfreeze {depth.MIN_BLOCKS}blocks", "seconds": 0.0,
-                           "why": "multi-label data: the depth probes score single-label data only"}
-            else:
-                decision = depth.decide_depth(self.model, model_lib.backbone_of(self.model), self.block_ids,
-                                              self.data, self.image_size, cfg.data.batch_size, cfg.seed)
-                decided = decision.describe()
-                log.info(f"stage 2 depth (--unfreeze auto): {decision.unfreeze}, decided in "
-                         f"{decision.seconds:.1f}s: {decision.why}")
-            state.setdefault("decisions", {})[depth.DECISION] = decided
-            self.run.write_state(state)
-        self.decisions[depth.DECISION] = decided
-        resolved = config_lib.TrainConfig.from_dict(cfg.to_dict())
-        resolved.stage2.unfreeze = decided["chosen"].split()[-1]
-        return resolved
+        cfg, self.decisions[depth.DECISION] = depth.resolve(
+            self.run, cfg, self.model, model_lib.backbone_of(self.model), self.block_ids, self.data, self.image_size)
+        return cfg
 
     def _keep_table(self):
-        """Data from an in-memory table (`tfl.load_data(df)`): its rows become the run's `data.csv`.
-
-        The run's config then names that file as its source, so evaluation, reports, export and
-        `--resume` read the same images in the same splits as training did.
-        """
-        import csv
-
-        names = list(self.data.class_names)
-        delimiter = next(d for d in ("|", ";", "+", "/", "\t") if not any(d in n for n in names))
-        path = os.path.abspath(self.run.table_path)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "labels", "split"])
-            for name, split in (("train", self.data.train), ("val", self.data.val), ("test", self.data.test)):
-                for p, y in zip(split.paths, split.labels) if split is not None else ():
-                    labels = [names[y]] if isinstance(y, int) else [n for n, v in zip(names, y) if v]
-                    writer.writerow([os.path.abspath(p), delimiter.join(labels), name])
-        self.config.data = dataclasses.replace(self.config.data, source=f"csv:{path}", path_column="path",
-                                               label_column="labels", split_column="split",
-                                               label_delimiter=delimiter, val_split=None)
+        """Data from an in-memory table: its rows become the run's `data.csv` and the config's source."""
+        self.config.data = _run_data.keep_table(self.run, self.config.data, self.data)
         self.run.write_config(self.config)
-        log.info(f"the table's rows and splits are kept in {path}, the run's data source from now on")
 
-    def _log_data_problems(self, spec, limit: int = 50):
-        """One line per problem, the same lines as `tfl check` (training uses the good images)."""
-        from tfl.data import checks
-
-        report = checks.inspect_data(self.data, spec.name, self.image_size, self.config.class_weight)
-        problems = report.problems()
-        for line in problems[:limit]:
-            log.info(line)
-        if len(problems) > limit:
-            log.info(f"... and {len(problems) - limit} more problems: tfl check --data {self.config.data.source} "
-                     "lists them all")
+    def _log_data_problems(self, spec):
+        _run_data.log_problems(self.data, spec.name, self.image_size, self.config)
 
     def _labels(self, y):
         import tensorflow as tf
@@ -554,66 +493,20 @@ class Trainer:
             best_stage = 1
             for w, v in zip(self.model.weights, s1_weights):
                 w.assign(v)
-        validation = self._thresholds() if cfg.model.head.multi_label else {}
-        test = self._score_test(validation.get("thresholds"))
+        size, batch, multi = self.image_size, cfg.data.batch_size, cfg.model.head.multi_label
+        validation = scoring.choose_val_thresholds(self.model, self.data, size, batch, self.run) if multi else {}
+        test = (scoring.score_test(self.model, self.data, size, batch, multi, validation.get("thresholds"))
+                if self.score_test else {})
         self._save(m1, m2, best_stage, validation, test)
         if self.write_report:
             self._report()
         log.info(f"stage 1 {describe(m1)} | stage 2 {describe(m2)} | kept stage {best_stage} (chosen on val)"
-                 + (f" | test {test_summary(test)}" if test else "")
+                 + (f" | test {scoring.test_summary(test)}" if test else "")
                  + f"; {time.time() - t0:.0f}s; run folder: {self.run.path}")
         if self.write_report:  # a run of its own, not a trial of a search (which says where its best run is)
             self._say_where_and_what_next(m2 if best_stage == 2 else m1)
         return FineTuneResult(self.run.path, self.data.class_names, m1, m2, best_stage, self.model, validation,
                               test)
-
-    def _score_test(self, thresholds=None) -> dict:
-        """The kept model's scores on the test split, which no choice of the run has seen (empty without one)."""
-        test = self.data.test
-        if not self.score_test or test is None or not len(test):
-            return {}
-        import numpy as np
-
-        from tfl.data.loading import label_matrix
-        from tfl.serving import evaluation
-
-        probs, labels = evaluation.predict_probabilities(
-            self.model, test.dataset(self.image_size, self.config.data.batch_size))
-        where = next((part.split(": ", 1)[1] for part in self.data.layout.split("; ") if part.startswith("test: ")),
-                     "the data's test split")
-        out = {"num_images": int(len(labels)), "split": where}
-        if self.config.model.head.multi_label:
-            truth = label_matrix(test.labels, self.data.num_classes)
-            chosen = thresholds or {}  # name -> threshold, as chosen on val (and kept in thresholds.json)
-            per_label = [float(chosen.get(name, 0.5)) for name in self.data.class_names]
-            m = evaluation.multilabel_metrics(probs, truth, self.data.class_names, per_label)
-            out.update({k: float(m[k]) for k in ("macro_f1", "micro_f1", "map", "accuracy")})
-        else:
-            out["accuracy"] = float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
-        return out
-
-    def _thresholds(self) -> dict:
-        """Multi-label: chooses each label's threshold on the validation split; returns the scores there.
-
-        The threshold with the best F1 per label (`choose_thresholds`) goes to
-        `RUN/thresholds.json`, which evaluation, prediction and export read.
-        """
-        from tfl.data.loading import label_matrix
-        from tfl.serving import evaluation
-
-        probs, _ = evaluation.predict_probabilities(
-            self.model, self.data.val.dataset(self.image_size, self.config.data.batch_size))
-        truth = label_matrix(self.data.val.labels, self.data.num_classes)
-        thresholds = evaluation.choose_thresholds(probs, truth)
-        m = evaluation.multilabel_metrics(probs, truth, self.data.class_names, thresholds)
-        self.run.write_thresholds({"thresholds": m["thresholds"], "split": "val", "num_images": m["num_images"],
-                                   "rule": "best F1 per label on the validation split, thresholds "
-                                           f"{evaluation.THRESHOLD_GRID[0]:g}..{evaluation.THRESHOLD_GRID[-1]:g} "
-                                           "in 0.05 steps (ties: nearest 0.5)"})
-        log.info(f"multi-label: per-label thresholds chosen on {m['num_images']} validation images: macro F1 "
-                 f"{m['macro_f1']:.4f}, micro F1 {m['micro_f1']:.4f}, mAP {m['map']:.4f}, exact match "
-                 f"{m['accuracy']:.4f}")
-        return {k: m[k] for k in ("macro_f1", "micro_f1", "map", "accuracy", "num_images", "thresholds")}
 
     def _say_where_and_what_next(self, kept: dict) -> None:
         """Where the model and report are, the next commands, and a loud warning when the model is near chance."""
