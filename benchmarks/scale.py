@@ -13,7 +13,7 @@ resident memory (RSS) per size, then:
   most linearly with the data);
 - `peak RSS, 16x / 1x: X` (the issue asks for < 1.5: memory stays bounded).
 
-Features beyond the memory budget (`TFL_FEATURE_MEMORY_MB`, `--memory-mb`)
+Features beyond the memory budget (`TFL_MEMORY_MB`, `--memory-mb`)
 go to the run folder's `features/` and are streamed from there.
 
 Usage:
@@ -78,7 +78,7 @@ def replicate(data_dir: str, out: str, k: int) -> int:
 def train(data: str, out: str, args) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_common.REPO, os.environ.get("PYTHONPATH")) if p)}
     if args.memory_mb is not None:
-        env["TFL_FEATURE_MEMORY_MB"] = str(args.memory_mb)
+        env["TFL_MEMORY_MB"] = str(args.memory_mb)
     cmd = [sys.executable, "-c", _RUNNER, f"folder:{data}", out, str(args.image_size), str(args.epochs),
            str(args.fine_tune_epochs)]
     t = time.perf_counter()
@@ -100,7 +100,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--fine-tune-epochs", type=int, default=2)
     p.add_argument("--memory-mb", type=float, default=None,
-                   help="TFL_FEATURE_MEMORY_MB for the runs (default: tfl's budget)")
+                   help="TFL_MEMORY_MB for the runs (default: tfl's budget)")
     args = p.parse_args(argv)
 
     print(f"machine: {_common.machine()}", flush=True)

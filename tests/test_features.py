@@ -88,7 +88,7 @@ def test_stage1_on_features_cached_on_disk_trains_the_same_head_as_end_to_end(tm
     from tfl.models import classifier as model_lib
     from tfl.training.trainer import Trainer
 
-    monkeypatch.setenv("TFL_FEATURE_MEMORY_MB", "0")  # too big for memory: the run folder's features/
+    monkeypatch.setenv("TFL_MEMORY_MB", "0")  # too big for memory: the run folder's features/
     cfg = _config(small_folder, 4, 0)
     cached = _head_snapshots()
     Trainer(cfg, str(tmp_path / "run"), verbose=0, callbacks=[cached], report=False).fit()
@@ -99,7 +99,9 @@ def test_stage1_on_features_cached_on_disk_trains_the_same_head_as_end_to_end(tm
     _assert_same_training(cached.weights, _end_to_end(model, cfg, 4), 4)
 
 
-def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tmp_path, small_folder):
+@pytest.mark.parametrize("memory_mb", [None, "0"], ids=["in-memory", "streamed-from-disk"])
+def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tmp_path, small_folder, memory_mb,
+                                                                              monkeypatch):
     import keras
 
     from tfl.models import backbones
@@ -121,10 +123,18 @@ def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tm
         def on_epoch_end(self, epoch, logs=None):
             self.stages[-1]["weights"].append([w.numpy() for w in self.model.trainable_weights])
 
+    if memory_mb is not None:  # nothing fits in memory: features and activations go to the run folder
+        monkeypatch.setenv("TFL_MEMORY_MB", memory_mb)
     cfg = _config(small_folder, 2, 3)
     stages = Stages()
     Trainer(cfg, str(tmp_path / "run"), verbose=0, callbacks=[stages], report=False).fit()
     assert [s["model"] for s in stages.stages] == ["head", "tfl_top"]  # stage 2 ran on the cut
+    folder = tmp_path / "run" / "features"
+    on_disk = sorted(os.listdir(folder)) if folder.exists() else []
+    if memory_mb is None:
+        assert on_disk == []
+    else:  # one folder of pooled features, one of activations at the cut
+        assert len(on_disk) == 2 and [n.startswith("cut-") for n in on_disk].count(True) == 1, on_disk
 
     model = model_lib.build_model(cfg.model, 2, seed=cfg.seed)
     model.get_layer("head").set_weights(stages.stages[0]["all"])

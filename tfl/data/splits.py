@@ -15,8 +15,9 @@ import typing
 
 import numpy as np
 
-# Decoded float32 images are cached in memory up to this many bytes.
-MEMORY_CACHE_BYTES = 3 * 1024**3
+# Decoded float32 images of a split are cached in memory up to this many bytes by default
+# (`tfl._memory.images_bytes()`, read when a dataset is made, is what counts).
+MEMORY_CACHE_BYTES = 128 * 1024**2
 
 
 def resize_image(image, image_size: int):
@@ -90,39 +91,52 @@ class Split:
                 h.update(np.asarray(image).tobytes() + np.asarray(label).tobytes())
         return h.hexdigest()[:20]
 
-    def raw(self):
-        """A dataset of (uint8 RGB image of any size, int32 label or multi-hot row), in order."""
+    def raw(self, *, shuffle: bool = False, seed: int = 0):
+        """A dataset of (uint8 RGB image of any size, int32 label or multi-hot row), in order.
+
+        `shuffle`: in a new order each pass (file names are shuffled before
+        decoding, so the shuffle holds names, not images).
+        """
         import tensorflow as tf
 
         if self.tfds_dataset is not None:
-            return self.tfds_dataset.map(lambda x, y: (x, tf.cast(y, tf.int32)))
+            ds = self.tfds_dataset.map(lambda x, y: (x, tf.cast(y, tf.int32)))
+            # A tfds split holds the images themselves: a buffer of a bounded number of them.
+            return ds.shuffle(min(len(self), 1024), seed=seed, reshuffle_each_iteration=True) if shuffle else ds
         # As bytes: a file name that is not UTF-8 (an old archive's Latin-1 names) is still a path.
         paths = [os.fsencode(p) for p in self.paths]
         ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(self.labels, tf.int32)))
+        if shuffle:
+            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
         return ds.map(lambda p, y: (decode_image(tf.io.read_file(p)), y), num_parallel_calls=_threads())
 
-    def _decoded(self, image_size: int):
-        return self.raw().map(lambda x, y: (resize_image(x, image_size), y), num_parallel_calls=_threads())
+    def _decoded(self, image_size: int, *, shuffle: bool = False, seed: int = 0):
+        return self.raw(shuffle=shuffle, seed=seed).map(lambda x, y: (resize_image(x, image_size), y),
+                                                        num_parallel_calls=_threads())
 
     def dataset(self, image_size: int, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                 cache: typing.Optional[bool] = None, repeat: bool = False):
         """Batches of (float32 images [B, S, S, 3] in 0..255, int32 labels [B] or multi-hot [B, C]).
 
         Decoding and resizing run in parallel; the decoded images are cached in
-        memory when they fit, so later epochs cost no decoding at all.
+        memory when they fit `tfl._memory`'s budget, so later epochs cost no
+        decoding at all. Beyond it, each pass decodes the files again, so memory
+        does not grow with the data.
         """
+        from tfl import _memory
+
         if cache is None:
-            cache = len(self) * image_size * image_size * 3 * 4 <= MEMORY_CACHE_BYTES
+            cache = len(self) * image_size * image_size * 3 * 4 <= _memory.images_bytes()
         if cache:
             # One cache per split and size: stage 1's feature pass, stage 2's epochs, evaluation
             # and tuning trials then decode each image once (the newest size only, to bound memory).
             if self._resized is None or self._resized[0] != image_size:
                 self._resized = (image_size, self._decoded(image_size).cache())
             ds = self._resized[1]
+            if shuffle:
+                ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
         else:
-            ds = self._decoded(image_size)
-        if shuffle:
-            ds = ds.shuffle(min(len(self), 10000), seed=seed, reshuffle_each_iteration=True)
+            ds = self._decoded(image_size, shuffle=shuffle, seed=seed)
         if repeat:
             ds = ds.repeat()
         ds = ds.batch(batch_size).prefetch(2)

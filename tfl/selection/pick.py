@@ -353,10 +353,10 @@ def _measure_and_score(row, spec, where, data, batch_size, pooling, store, budge
 def _decoded(data, image_size: int, batch_size: int) -> None:
     """Decodes both splits at `image_size` into their memory cache (when they fit) before a timed pass, so
     the pass times the backbone, not the JPEG decoder; candidates of the same size share the decoded images."""
-    from tfl.data.loading import MEMORY_CACHE_BYTES
+    from tfl import _memory
 
     for split in (data.train, data.val):
-        if len(split) * image_size * image_size * 3 * 4 <= MEMORY_CACHE_BYTES:  # else the pass decodes anyway
+        if len(split) * image_size * image_size * 3 * 4 <= _memory.images_bytes():  # else the pass decodes anyway
             for _ in split.dataset(image_size, batch_size):
                 pass
 

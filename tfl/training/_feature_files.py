@@ -108,37 +108,97 @@ def _crc32(path: str) -> int:
     return crc
 
 
-def write(cache_dir: str, key: str, parts, dim: int, progress=None) -> None:
-    """Computes each part into `.npy` files in a temporary folder, then renames it into place.
+CUT_PREFIX = "cut-"  # folders of activations at a cut (the others hold pooled features)
+
+
+def _same_kind(name: str, key: str) -> bool:
+    cut = name.startswith(CUT_PREFIX) or name.startswith(".tmp-" + CUT_PREFIX)
+    return cut == key.startswith(CUT_PREFIX)
+
+
+class _Rows:
+    """One `.npy` file written row by row with plain writes.
+
+    Not a memory map: the pages of a written map count as the process's
+    resident memory until the kernel writes them back, and the point of going
+    to disk is to keep memory flat. Rows go where `order` says (a seeded
+    permutation), so a file read in order is already shuffled.
+    """
+
+    def __init__(self, path: str, n: int, row_shape, dtype):
+        self.f = open(path, "wb")
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        np.lib.format.write_array_header_1_0(
+            self.f, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                     "shape": (n, *row_shape)})
+        self.offset = self.f.tell()
+        self.row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
+        self.f.truncate(self.offset + n * self.row_bytes)
+
+    def put(self, start: int, rows, order=None) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if order is None:
+            self.f.seek(self.offset + start * self.row_bytes)
+            self.f.write(rows.tobytes())
+            return
+        for k in range(len(rows)):
+            self.f.seek(self.offset + int(order[start + k]) * self.row_bytes)
+            self.f.write(rows[k].tobytes())
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def write(cache_dir: str, key: str, passes, progress=None) -> None:
+    """Computes each pass into `.npy` files in a temporary folder, then renames it into place.
+
+    Args:
+        cache_dir: the folder of caches (a run's `features/`).
+        key: the cache's digest (folder name); `CUT_PREFIX` + digest for activations.
+        passes: `(dataset, n, outputs)`: one pass over `dataset` (`n` images,
+            decoded once) computes every `(name, fn, order)` of `outputs`:
+            `fn` maps a batch of images to one array (`name.npy`) or a list of
+            arrays (`name.0.npy`, `name.1.npy`, ...); row `i` of the pass is
+            written at `order[i]` when `order` is not None.
+        progress: a `Progress`, advanced by each batch of each output.
 
     A killed run leaves only a temporary folder, which the next write removes:
-    a folder named by a key is always complete. Caches of other keys are
-    stale for this run folder and are deleted.
+    a folder named by a key is always complete. Caches of other keys of the same
+    kind (features, or activations) are stale for this run folder and are deleted.
     """
+    from tfl.training.cut import calls
+
     os.makedirs(cache_dir, exist_ok=True)
     for name in os.listdir(cache_dir):
-        if name != key:
+        if name != key and _same_kind(name, key):
             shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
     tmp = os.path.join(cache_dir, f".tmp-{key}-{os.getpid()}")
     os.makedirs(tmp)
+    names, parts = [], []
     try:
-        for name, fn, dataset, n in parts:
-            out = np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), mode="w+", dtype="<f4", shape=(n, dim))
-            i = 0
-            for x, _ in dataset:
-                feats = fn(x).numpy()
-                out[i:i + len(feats)] = feats
-                i += len(feats)
-                if progress is not None:
-                    progress.update(len(feats))
+        for dataset, n, outputs in passes:
+            writers, i = [None] * len(outputs), 0
+            for outs in calls([fn for _, fn, _ in outputs], dataset, progress):
+                for k, ((name, _, order), out) in enumerate(zip(outputs, outs)):
+                    arrays = [np.asarray(a) for a in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]
+                    if writers[k] is None:
+                        files = [f"{name}.npy"] if len(arrays) == 1 else [f"{name}.{j}.npy" for j in range(len(arrays))]
+                        writers[k] = [_Rows(os.path.join(tmp, f), n, a.shape[1:], a.dtype)
+                                      for f, a in zip(files, arrays)]
+                        names += files
+                    for w, a in zip(writers[k], arrays):
+                        w.put(i, a, order)
+                    batch = len(arrays[0])
+                i += batch
+            for w in [w for ws in writers if ws for w in ws]:
+                w.close()
+            parts += [name for name, _, _ in outputs]
             if i != n:
-                raise RuntimeError(f"feature cache: {name} yielded {i} images, expected {n}")
-            out.flush()
-            del out
-        files = {f"{p[0]}.npy": {"bytes": os.path.getsize(os.path.join(tmp, f"{p[0]}.npy")),
-                                 "crc32": _crc32(os.path.join(tmp, f"{p[0]}.npy"))} for p in parts}
+                raise RuntimeError(f"feature cache: a pass yielded {i} images, expected {n}")
+        files = {f: {"bytes": os.path.getsize(os.path.join(tmp, f)), "crc32": _crc32(os.path.join(tmp, f))}
+                 for f in names}
         with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump({"key": key, "dim": dim, "parts": [p[0] for p in parts], "files": files}, f)
+            json.dump({"key": key, "parts": parts, "files": files}, f)
         final = os.path.join(cache_dir, key)
         shutil.rmtree(final, ignore_errors=True)  # an unreadable one: complete() said no
         os.replace(tmp, final)

@@ -31,29 +31,21 @@ import os
 
 import numpy as np
 
+from tfl import _memory
 from tfl._logging import log
 from tfl._progress import Progress
 from tfl.models import classifier as model_lib
+from tfl.training import _feature_files
 from tfl.training._feature_files import cache_key, complete, write
-from tfl.training.cut import BottomSplit, compute_both
+from tfl.training.cut import BottomSplit, calls, compute_both
 
-# Features bigger than this go to disk (when a cache folder is given).
-MEMORY_BUDGET_BYTES = 1024**3
-# Shuffle buffer, in bytes, of features streamed from disk.
-_DISK_SHUFFLE_BYTES = 128 * 1024**2
+# Shuffle buffer, in bytes, of features and activations streamed from disk.
+_DISK_SHUFFLE_BYTES = 64 * 1024**2
 
 
 def default_memory_budget() -> int:
-    """`MEMORY_BUDGET_BYTES`, or `TFL_FEATURE_MEMORY_MB` (megabytes) when set."""
-    text = os.environ.get("TFL_FEATURE_MEMORY_MB", "").strip()
-    if not text:
-        return MEMORY_BUDGET_BYTES
-    try:
-        return int(float(text) * 1024**2)
-    except ValueError:
-        from tfl.errors import UsageError
-
-        raise UsageError(f"TFL_FEATURE_MEMORY_MB='{text}' is not a number of megabytes") from None
+    """Half of `tfl._memory`'s budget (512 MiB, or `TFL_MEMORY_MB`): the features' and activations' share."""
+    return _memory.arrays_bytes()
 
 
 def _extractors(model):
@@ -145,40 +137,72 @@ class FeatureCache:
 class CutActivations:
     """Activations of the backbone's frozen bottom at a `BottomSplit`'s cut, per copy and for validation.
 
+    In memory, or `.npy` files streamed from `folder` when `on_disk` (the rows
+    of each training copy written in a seeded random order, `orders[i]`, so a
+    bounded shuffle buffer still mixes the classes).
+
     Attributes:
-        train: per copy, one array per cut tensor.
+        train: per copy, one array per cut tensor (memory maps when on disk:
+            only their shapes and file offsets are read).
         val: one array per cut tensor.
         copies: number of training copies.
+        on_disk: the arrays are files in `folder`.
     """
 
-    def __init__(self, train, val, train_labels, val_labels):
+    def __init__(self, train, val, train_labels, val_labels, *, folder=None, orders=None, reused: bool = False):
         self.train, self.val = train, val
         self.train_labels, self.val_labels = train_labels, val_labels
         self.copies = len(train)
+        self.on_disk, self.folder, self.orders, self.reused = folder is not None, folder, orders, reused
 
     @property
     def nbytes(self) -> int:
+        if self.on_disk:
+            return 0
         return sum(int(a.nbytes) for arrays in self.train for a in arrays) + sum(int(a.nbytes) for a in self.val)
 
     def datasets(self, label_fn, batch_size: int, seed: int):
         """(endless train batches, one copy per epoch; val batches) of cut activations."""
-        import tensorflow as tf
-
         from tfl.data.loading import with_options
 
-        def elements(arrays, labels):
-            x = arrays[0] if len(arrays) == 1 else tuple(arrays)
-            return tf.data.Dataset.from_tensor_slices((x, labels))
-
+        row_bytes = sum(int(np.prod(a.shape[1:])) * a.dtype.itemsize for a in self.val)
         parts = None
         for i, arrays in enumerate(self.train):
-            ds = elements(arrays, self.train_labels).shuffle(len(self.train_labels), seed=seed + i,
-                                                             reshuffle_each_iteration=True)
+            if self.on_disk:
+                labels = np.empty_like(self.train_labels)
+                labels[self.orders[i]] = self.train_labels  # row j of the pass was written at orders[i][j]
+                buffer = min(len(labels), max(256, _DISK_SHUFFLE_BYTES // max(1, row_bytes)))
+            else:
+                labels, buffer = self.train_labels, len(self.train_labels)
+            ds = self._elements(arrays, labels).shuffle(buffer, seed=seed + i, reshuffle_each_iteration=True)
             ds = ds.batch(batch_size)
             parts = ds if parts is None else parts.concatenate(ds)
         train_ds = with_options(parts.repeat().map(lambda x, y: (x, label_fn(y))).prefetch(2))
-        val_ds = elements(self.val, self.val_labels).batch(batch_size).map(lambda x, y: (x, label_fn(y))).cache()
+        val_ds = self._elements(self.val, self.val_labels).batch(batch_size).map(lambda x, y: (x, label_fn(y)))
+        if not self.on_disk:
+            val_ds = val_ds.cache()
         return train_ds, with_options(val_ds.prefetch(2))
+
+    def _elements(self, arrays, labels):
+        import tensorflow as tf
+
+        if self.on_disk:
+            arrays = [_streamed(a) for a in arrays]
+        else:
+            arrays = [tf.data.Dataset.from_tensor_slices(a) for a in arrays]
+        x = arrays[0] if len(arrays) == 1 else tf.data.Dataset.zip(tuple(arrays))
+        return tf.data.Dataset.zip((x, tf.data.Dataset.from_tensor_slices(labels)))
+
+
+def _streamed(array):
+    """The rows of a `.npy` memory map as a dataset read from its file (plain reads, in order)."""
+    import tensorflow as tf
+
+    shape = [int(d) for d in array.shape[1:]]
+    dtype = tf.as_dtype(array.dtype.newbyteorder("="))
+    records = tf.data.FixedLengthRecordDataset(array.filename, int(np.prod(shape)) * array.dtype.itemsize,
+                                               header_bytes=array.offset, buffer_size=1 << 20)
+    return records.map(lambda r: tf.reshape(tf.io.decode_raw(r, dtype), shape))
 
 
 class ActivationStore:
@@ -221,12 +245,12 @@ class ActivationStore:
         self._memory[key] = entry
         self._memory.move_to_end(key)
         while len(self._memory) > self.keep or (
-                len(self._memory) > 1 and sum(e.nbytes for e in self._memory.values()) > self.memory_budget):
+                len(self._memory) > 1 and not self.fits(sum(e.nbytes for e in self._memory.values()))):
             self._memory.popitem(last=False)
 
     def fits(self, nbytes: int) -> bool:
         """Whether `nbytes` of outputs may be kept in memory."""
-        return nbytes <= self.memory_budget
+        return nbytes * _memory.IN_MEMORY_COPIES <= self.memory_budget
 
     def remember(self, cache: FeatureCache) -> None:
         """Keeps `cache` (made by this or another store, in memory) as the most recently used entry.
@@ -264,7 +288,7 @@ class ActivationStore:
         if cached is not None:
             return FeatureCache(cached.train, cached.val, train_labels, val_labels, seed=seed, reused=True, key=key)
         nbytes = (copies * len(data.train) + len(data.val)) * dim * 4
-        on_disk = self.cache_dir is not None and nbytes > self.memory_budget
+        on_disk = self.cache_dir is not None and not self.fits(nbytes)
         train_images = data.train.dataset(image_size, batch_size)
         val_images = data.val.dataset(image_size, batch_size)
         images = copies * len(data.train) + len(data.val)
@@ -286,10 +310,10 @@ class ActivationStore:
         elif not on_disk:
             with progress:
                 if known is None:
-                    train = [_batched_call(fn, train_images, progress) for fn in fns]
-                    val = _batched_call(plain, val_images, progress)
+                    train = _batched_calls(fns, train_images, progress)
+                    val = _batched_calls([plain], val_images, progress)[0]
                 else:
-                    train = [known.train[0]] + [_batched_call(fn, train_images, progress) for fn in fns[1:]]
+                    train = [known.train[0]] + _batched_calls(fns[1:], train_images, progress)
                     val = known.val
         if not on_disk:
             cache = FeatureCache(train, val, train_labels, val_labels, seed=seed, key=key)
@@ -299,9 +323,9 @@ class ActivationStore:
         reused = complete(folder, key)
         if not reused:
             with progress:
-                write(self.cache_dir, key, [(f"train{i}", fn, train_images, len(data.train))
-                                             for i, fn in enumerate(fns)]
-                       + [("val", plain, val_images, len(data.val))], dim, progress)
+                write(self.cache_dir, key, [
+                    (train_images, len(data.train), [(f"train{i}", fn, None) for i, fn in enumerate(fns)]),
+                    (val_images, len(data.val), [("val", plain, None)])], progress)
         train = [np.load(os.path.join(folder, f"train{i}.npy"), mmap_mode="r") for i in range(copies)]
         val = np.load(os.path.join(folder, "val.npy"), mmap_mode="r")
         return FeatureCache(train, val, train_labels, val_labels, seed=seed, on_disk=True, folder=folder,
@@ -330,24 +354,54 @@ class ActivationStore:
                 return kept, True
         train_labels = np.asarray(data.train.labels, np.int32)
         val_labels = np.asarray(data.val.labels, np.int32)
-        with Progress("activations of the frozen bottom", copies * len(data.train) + len(data.val)) as progress:
+        images = copies * len(data.train) + len(data.val)
+        key = _cut_key(cache_key(split.model, data, image_size, copies, seed), split)
+        if self.cache_dir is not None and not self.fits(images * split.nbytes_per_image):
+            acts = self._activations_on_disk(split, data, image_size, batch_size, copies, seed, key)
+            return acts, acts.reused
+        with Progress("activations of the frozen bottom", images) as progress:
             train_acts, val_acts, _, _ = compute_both(split, data.train.dataset(image_size, batch_size),
                                                        data.val.dataset(image_size, batch_size), copies, progress)
         acts = CutActivations(train_acts, val_acts, train_labels, val_labels)
-        self._put(_cut_key(cache_key(split.model, data, image_size, copies, seed), split), acts)
+        self._put(key, acts)
         return acts, False
+
+    def _activations_on_disk(self, split, data, image_size, batch_size, copies, seed, key) -> CutActivations:
+        """Activations too big for the memory budget: written to `cache_dir` once, then streamed."""
+        n, folder = len(data.train), os.path.join(self.cache_dir, _feature_files.CUT_PREFIX + key.replace("/", "-"))
+        name = os.path.basename(folder)
+        # Each copy's rows in a seeded order of their own: read in file order, they are already shuffled.
+        orders = [np.random.default_rng([seed, 7, i]).permutation(n) for i in range(copies)]
+        reused = complete(folder, name)
+        if not reused:
+            fns = [split.bottom] + [(lambda x: split.augmented(x)[0])] * (copies - 1)
+            train_images = data.train.dataset(image_size, batch_size)
+            with Progress("activations of the frozen bottom", copies * n + len(data.val)) as progress:
+                write(self.cache_dir, name, [
+                    (train_images, n, [(f"train{i}", fn, orders[i]) for i, fn in enumerate(fns)]),
+                    (data.val.dataset(image_size, batch_size), len(data.val), [("val", split.bottom, None)])],
+                      progress)
+        log.info(f"activations at the cut ({split.describe()}) "
+                 f"{'read from' if reused else 'written to'} {folder}: they do not fit the memory budget "
+                 f"({self.memory_budget / 1024**2:.0f} MB, TFL_MEMORY_MB)")
+
+        def arrays(part):
+            files = [f"{part}.npy"] if split.single else [f"{part}.{j}.npy" for j in range(len(split.shapes))]
+            return [np.load(os.path.join(folder, f), mmap_mode="r") for f in files]
+
+        return CutActivations([arrays(f"train{i}") for i in range(copies)], arrays("val"),
+                              np.asarray(data.train.labels, np.int32), np.asarray(data.val.labels, np.int32),
+                              folder=folder, orders=orders, reused=reused)
 
 
 def _cut_key(features_key: str, split: BottomSplit) -> str:
     return f"{features_key}/cut{split.first}"
 
 
-def _batched_call(fn, dataset, progress=None) -> np.ndarray:
-    out = []
-    for x, _ in dataset:
-        out.append(fn(x).numpy())
-        if progress is not None:
-            progress.update(len(out[-1]))
-    return np.concatenate(out, axis=0)
-
-
+def _batched_calls(fns, dataset, progress=None) -> list:
+    """Each function's outputs over `dataset`, concatenated: one pass, the images decoded once."""
+    out = [[] for _ in fns]
+    for per_fn in calls(fns, dataset, progress):
+        for parts, o in zip(out, per_fn):
+            parts.append(np.asarray(o))
+    return [np.concatenate(parts, axis=0) for parts in out]

@@ -4,7 +4,7 @@ Below the first unfrozen layer nothing trains in stage 2, so its output for an
 image never changes: `BottomSplit` builds the frozen bottom (image -> cut
 activations, with the pooled features in the same pass) and the trainable top
 (cut activations -> class scores, sharing the classifier's layers), and
-`compute_both` runs the bottom over a dataset once per copy.
+`compute_both` runs the bottom over a dataset once, for every copy.
 """
 
 from __future__ import annotations
@@ -84,27 +84,51 @@ class BottomSplit:
 
 
 def compute_both(split: BottomSplit, train_images, val_images, copies: int, progress=None, plain=None):
-    """(train activations per copy, val activations, train features per copy, val features) in one pass.
+    """(train activations per copy, val activations, train features per copy, val features).
 
+    One pass over the training images computes every copy from the same
+    decoded batch (the images are decoded once, whatever the number of copies).
     `plain`: (the plain copy's features, the validation features) already
     computed: those passes then run the frozen bottom only (its activations
     are still needed; the features are not computed again).
     """
-    def run(fn, dataset, count=True):
-        acts, feats = [], []
-        for x, _ in dataset:
-            out = fn(x)
-            b, f = out if fn is not split.bottom else (out, None)
-            acts.append([np.asarray(v) for v in (b if isinstance(b, (list, tuple)) else [b])])
-            feats.append(None if f is None else np.asarray(f))
-            if progress is not None and count:
-                progress.update(len(acts[-1][0]))
-        return [np.concatenate(parts) for parts in zip(*acts)], None if feats[0] is None else np.concatenate(feats)
+    def outputs(out, fn):
+        b, f = out if fn is not split.bottom else (out, None)
+        acts = [np.asarray(v) for v in (b if isinstance(b, (list, tuple)) else [b])]
+        return acts, None if f is None else np.asarray(f)
 
     first = split.plain if plain is None else split.bottom
     fns = [first] + [split.augmented] * (copies - 1)
-    train = [run(fn, train_images, count=fn is not split.bottom) for fn in fns]
-    val = run(first, val_images, count=plain is None)
+    train = [([], []) for _ in fns]
+    for per_fn in calls(fns, train_images, progress, counted=[fn is not split.bottom for fn in fns]):
+        for (acts, feats), (fn, out) in zip(train, zip(fns, per_fn)):
+            a, f = outputs(out, fn)
+            acts.append(a)
+            feats.append(f)
+    val_acts, val_feats = [], []
+    for (out,) in calls([first], val_images, progress, counted=[plain is None]):
+        a, f = outputs(out, first)
+        val_acts.append(a)
+        val_feats.append(f)
+
+    def joined(acts, feats):
+        return [np.concatenate(parts) for parts in zip(*acts)], None if feats[0] is None else np.concatenate(feats)
+
+    train = [joined(*t) for t in train]
+    val = joined(val_acts, val_feats)
     if plain is not None:
         train[0], val = (train[0][0], plain[0]), (val[0], plain[1])
     return [a for a, _ in train], val[0], [f for _, f in train], val[1]
+
+
+def calls(fns, dataset, progress=None, counted=None):
+    """For each batch of `dataset` (decoded once), the outputs of every function in `fns`, in order.
+
+    `counted[k]`: whether function k's images advance `progress` (default: all).
+    """
+    for x, _ in dataset:
+        outs = [fn(x) for fn in fns]
+        if progress is not None:
+            n = int(x.shape[0])
+            progress.update(n * sum(1 for k in range(len(fns)) if counted is None or counted[k]))
+        yield outs

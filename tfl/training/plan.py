@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from tfl import _memory
 from tfl.config import LearningRate, TrainConfig
 from tfl.errors import UsageError
 
@@ -116,7 +117,8 @@ def stage2_split(model, cfg: TrainConfig, block_ids: typing.Sequence[int]):
 
 def make_plan(cfg: TrainConfig, model, block_ids: typing.Sequence[int], *, num_train: int, num_val: int,
               feature_dim: int, memory_budget: int, stage1_done: bool = False,
-              stage2_inputs: typing.Optional[str] = None) -> typing.Tuple[StagePlan, StagePlan]:
+              stage2_inputs: typing.Optional[str] = None,
+              disk_free: typing.Optional[int] = None) -> typing.Tuple[StagePlan, StagePlan]:
     """The plans of both stages.
 
     Args:
@@ -130,6 +132,8 @@ def make_plan(cfg: TrainConfig, model, block_ids: typing.Sequence[int], *, num_t
             computes nothing now.
         stage2_inputs: what a resumed stage 2 already trained on
             (`activations` or `images`), from its state.
+        disk_free: free bytes where activations beyond the memory budget
+            would be written (None: no disk cache; they train on images).
 
     Returns:
         `(stage 1 plan, stage 2 plan)`.
@@ -141,13 +145,14 @@ def make_plan(cfg: TrainConfig, model, block_ids: typing.Sequence[int], *, num_t
         return (StagePlan(1, cfg.stage1.epochs, "images", 1, cfg.stage1.learning_rate, reason=why),
                 StagePlan(2, 0, "images", 1, cfg.stage2.learning_rate, reason=why))
     copies1 = cached_copies(cfg, cfg.stage1.epochs)
+    in_memory = _memory.IN_MEMORY_COPIES  # what an array kept for training costs, in multiples of its size
     num_layers = len(model_lib.backbone_of(model).layers)
     unfrozen = unfrozen_layers(cfg, num_layers, block_ids) if cfg.stage2.epochs else []
     split = stage2_split(model, cfg, block_ids)
     per_image = split.nbytes_per_image if split is not None else 0
     feature_bytes = (copies1 * num_train + num_val) * feature_dim * 4
     keep_cut = (split is not None and bool(cfg.stage1.epochs) and not stage1_done
-                and feature_bytes + (copies1 * num_train + num_val) * per_image <= memory_budget)
+                and (feature_bytes + (copies1 * num_train + num_val) * per_image) * in_memory <= memory_budget)
     plan1 = StagePlan(1, cfg.stage1.epochs, "features", copies1, cfg.stage1.learning_rate,
                       split=split if keep_cut else None, reason="the head trains on cached pooled features")
 
@@ -159,8 +164,14 @@ def make_plan(cfg: TrainConfig, model, block_ids: typing.Sequence[int], *, num_t
         inputs, reason = "images", why
     elif stage2_inputs == "images":
         inputs, reason = "images", "the resumed stage already trained on images"
-    elif not keep_cut and (copies2 * num_train + num_val) * per_image > memory_budget:
-        inputs, reason = "images", "the activations at the cut do not fit the memory budget"
+    elif not keep_cut and (copies2 * num_train + num_val) * per_image * in_memory > memory_budget:
+        need = (copies2 * num_train + num_val) * per_image
+        if disk_free is not None and need * 1.25 < disk_free:
+            inputs, reason = "activations", (
+                f"nothing below the cut trains; its activations ({need / 1024**2:,.0f} MB) exceed the memory "
+                "budget, so they are written to the run folder and streamed from there")
+        else:
+            inputs, reason = "images", "the activations at the cut fit neither the memory budget nor the free disk"
     else:
         inputs, reason = "activations", "nothing below the cut trains, so its activations are cached"
     on_cut = inputs == "activations"

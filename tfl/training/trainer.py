@@ -186,7 +186,8 @@ class Trainer:
                 cfg, self.model, self.block_ids, num_train=len(self.data.train), num_val=len(self.data.val),
                 feature_dim=int(self.model.get_layer("pool").output.shape[-1]),
                 memory_budget=self.store.memory_budget, stage1_done=_checkpoint.StageState(self.run, 1).done,
-                stage2_inputs={"cut": "activations"}.get(resumed_inputs, resumed_inputs))
+                stage2_inputs={"cut": "activations"}.get(resumed_inputs, resumed_inputs),
+                disk_free=_free_bytes(self.run.features_dir))
         state = self.run.read_state()
         state["plan"] = {f"stage{p.stage}": p.describe() for p in self.plans}  # what was decided, and why
         self.run.write_state(state)
@@ -386,7 +387,8 @@ class Trainer:
         t = time.time()
         acts, kept = self.store.activations(plan.split, self.data, self.image_size, cfg.data.batch_size,
                                             copies=plan.copies, seed=cfg.seed, kept_copies=plan.kept_copies)
-        how = "kept from stage 1's pass" if kept else f"computed in {time.time() - t:.1f}s"
+        how = (("read from the disk cache" if acts.on_disk else "kept from stage 1's pass") if kept
+               else f"computed in {time.time() - t:.1f}s")
         log.info(f"stage 2: activations of the frozen bottom ({plan.split.describe()}) of {len(self.data.train)} "
                  f"images x {acts.copies} cop{'y' if acts.copies == 1 else 'ies'} {how}; "
                  "training the unfrozen top on them")
@@ -560,3 +562,16 @@ class Trainer:
             state = self.run.read_state()
             state["finished"] = True
             self.run.write_state(state)
+
+
+def _free_bytes(folder: str):
+    """Free bytes on the disk that holds (or will hold) `folder`; None when that cannot be known."""
+    import shutil
+
+    path = os.path.abspath(folder)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
