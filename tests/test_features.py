@@ -99,9 +99,11 @@ def test_stage1_on_features_cached_on_disk_trains_the_same_head_as_end_to_end(tm
     _assert_same_training(cached.weights, _end_to_end(model, cfg, 4), 4)
 
 
-@pytest.mark.parametrize("memory_mb", [None, "0"], ids=["in-memory", "streamed-from-disk"])
+# None: everything in memory; "0.5": the features in memory, the activations written to disk by stage 1's
+# pass (18 images: 54 KB of features and 490 KB of activations against 256 KB); "0": nothing in memory.
+@pytest.mark.parametrize("memory_mb", [None, "0.5", "0"], ids=["in-memory", "cut-on-disk", "all-on-disk"])
 def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tmp_path, small_folder, memory_mb,
-                                                                              monkeypatch):
+                                                                              monkeypatch, caplog):
     import keras
 
     from tfl.models import backbones
@@ -133,6 +135,9 @@ def test_both_stages_on_cached_activations_train_the_same_model_as_end_to_end(tm
     on_disk = sorted(os.listdir(folder)) if folder.exists() else []
     if memory_mb is None:
         assert on_disk == []
+    elif memory_mb == "0.5":  # the activations only, written by stage 1's pass and read by stage 2
+        assert len(on_disk) == 1 and on_disk[0].startswith("cut-"), on_disk
+        assert "read from the disk cache" in caplog.text, caplog.text  # no second pass over the images
     else:  # one folder of pooled features, one of activations at the cut
         assert len(on_disk) == 2 and [n.startswith("cut-") for n in on_disk].count(True) == 1, on_disk
 

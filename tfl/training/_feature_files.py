@@ -156,10 +156,13 @@ def write(cache_dir: str, key: str, passes, progress=None) -> None:
         cache_dir: the folder of caches (a run's `features/`).
         key: the cache's digest (folder name); `CUT_PREFIX` + digest for activations.
         passes: `(dataset, n, outputs)`: one pass over `dataset` (`n` images,
-            decoded once) computes every `(name, fn, order)` of `outputs`:
-            `fn` maps a batch of images to one array (`name.npy`) or a list of
-            arrays (`name.0.npy`, `name.1.npy`, ...); row `i` of the pass is
-            written at `order[i]` when `order` is not None.
+            decoded once) computes every `(name, fn, order)` or
+            `(name, fn, order, sink)` of `outputs`: `fn` maps a batch of
+            images to one array (`name.npy`) or a list of arrays (`name.0.npy`,
+            `name.1.npy`, ...); row `i` of the pass is written at `order[i]`
+            when `order` is not None. With a `sink`, `fn` returns
+            `(written, kept)` and `sink(kept)` receives the second part of
+            each batch (what the caller keeps in memory from the same pass).
         progress: a `Progress`, advanced by each batch of each output.
 
     A killed run leaves only a temporary folder, which the next write removes:
@@ -178,8 +181,12 @@ def write(cache_dir: str, key: str, passes, progress=None) -> None:
     try:
         for dataset, n, outputs in passes:
             writers, i = [None] * len(outputs), 0
-            for outs in calls([fn for _, fn, _ in outputs], dataset, progress):
-                for k, ((name, _, order), out) in enumerate(zip(outputs, outs)):
+            for outs in calls([output[1] for output in outputs], dataset, progress):
+                for k, (output, out) in enumerate(zip(outputs, outs)):
+                    name, order = output[0], output[2]
+                    if len(output) > 3:
+                        out, kept = out
+                        output[3](np.asarray(kept))
                     arrays = [np.asarray(a) for a in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]
                     if writers[k] is None:
                         files = [f"{name}.npy"] if len(arrays) == 1 else [f"{name}.{j}.npy" for j in range(len(arrays))]
@@ -192,7 +199,7 @@ def write(cache_dir: str, key: str, passes, progress=None) -> None:
                 i += batch
             for w in [w for ws in writers if ws for w in ws]:
                 w.close()
-            parts += [name for name, _, _ in outputs]
+            parts += [output[0] for output in outputs]
             if i != n:
                 raise RuntimeError(f"feature cache: a pass yielded {i} images, expected {n}")
         files = {f: {"bytes": os.path.getsize(os.path.join(tmp, f)), "crc32": _crc32(os.path.join(tmp, f))}

@@ -301,7 +301,12 @@ class ActivationStore:
                      f"pass; computing the {copies - 1} augmented "
                      f"cop{'y' if copies == 2 else 'ies'}")
         progress = Progress("backbone features", (copies - 1) * len(data.train) if known is not None else images)
-        if not on_disk and split is not None and self.fits(nbytes + images * split.nbytes_per_image):
+        if (not on_disk and split is not None and known is None and self.cache_dir is not None
+                and not self.fits(nbytes + images * split.nbytes_per_image)):
+            # The activations do not fit in memory: to the disk, in the same pass that keeps the features.
+            train, val = self._features_and_activations_on_disk(split, data, train_images, val_images, copies,
+                                                                seed, key, progress)
+        elif not on_disk and split is not None and self.fits(nbytes + images * split.nbytes_per_image):
             with progress:
                 train_acts, val_acts, train, val = compute_both(
                     split, train_images, val_images, copies, progress,
@@ -352,6 +357,8 @@ class ActivationStore:
             kept = self._get(key)
             if kept is not None:
                 return kept, True
+            if self.cache_dir is not None and complete(os.path.join(self.cache_dir, _cut_name(key)), _cut_name(key)):
+                return self._activations_on_disk(split, data, image_size, batch_size, n, seed, key), True
         train_labels = np.asarray(data.train.labels, np.int32)
         val_labels = np.asarray(data.val.labels, np.int32)
         images = copies * len(data.train) + len(data.val)
@@ -366,12 +373,26 @@ class ActivationStore:
         self._put(key, acts)
         return acts, False
 
+    def _features_and_activations_on_disk(self, split, data, train_images, val_images, copies, seed, key,
+                                          progress):
+        """One pass: the pooled features (returned, kept in memory) and the cut's activations (to disk)."""
+        n, name = len(data.train), _cut_name(_cut_key(key, split))
+        orders = _orders(seed, copies, n)
+        train, val = [[] for _ in range(copies)], []
+        fns = [split.plain] + [split.augmented] * (copies - 1)
+        with progress:
+            write(self.cache_dir, name, [
+                (train_images, n, [(f"train{i}", fn, orders[i], train[i].append) for i, fn in enumerate(fns)]),
+                (val_images, len(data.val), [("val", split.plain, None, val.append)])], progress)
+        log.info(f"activations at the cut ({split.describe()}) written to {os.path.join(self.cache_dir, name)}: "
+                 f"they do not fit the memory budget ({self.memory_budget / 1024**2:.0f} MB, TFL_MEMORY_MB)")
+        return [np.concatenate(t) for t in train], np.concatenate(val)
+
     def _activations_on_disk(self, split, data, image_size, batch_size, copies, seed, key) -> CutActivations:
         """Activations too big for the memory budget: written to `cache_dir` once, then streamed."""
-        n, folder = len(data.train), os.path.join(self.cache_dir, _feature_files.CUT_PREFIX + key.replace("/", "-"))
-        name = os.path.basename(folder)
-        # Each copy's rows in a seeded order of their own: read in file order, they are already shuffled.
-        orders = [np.random.default_rng([seed, 7, i]).permutation(n) for i in range(copies)]
+        n, name = len(data.train), _cut_name(key)
+        folder = os.path.join(self.cache_dir, name)
+        orders = _orders(seed, copies, n)
         reused = complete(folder, name)
         if not reused:
             fns = [split.bottom] + [(lambda x: split.augmented(x)[0])] * (copies - 1)
@@ -381,9 +402,9 @@ class ActivationStore:
                     (train_images, n, [(f"train{i}", fn, orders[i]) for i, fn in enumerate(fns)]),
                     (data.val.dataset(image_size, batch_size), len(data.val), [("val", split.bottom, None)])],
                       progress)
-        log.info(f"activations at the cut ({split.describe()}) "
-                 f"{'read from' if reused else 'written to'} {folder}: they do not fit the memory budget "
-                 f"({self.memory_budget / 1024**2:.0f} MB, TFL_MEMORY_MB)")
+        if not reused:
+            log.info(f"activations at the cut ({split.describe()}) written to {folder}: they do not fit the memory "
+                     f"budget ({self.memory_budget / 1024**2:.0f} MB, TFL_MEMORY_MB)")
 
         def arrays(part):
             files = [f"{part}.npy"] if split.single else [f"{part}.{j}.npy" for j in range(len(split.shapes))]
@@ -392,6 +413,16 @@ class ActivationStore:
         return CutActivations([arrays(f"train{i}") for i in range(copies)], arrays("val"),
                               np.asarray(data.train.labels, np.int32), np.asarray(data.val.labels, np.int32),
                               folder=folder, orders=orders, reused=reused)
+
+
+def _orders(seed: int, copies: int, n: int) -> list:
+    """Each copy's rows in a seeded order of their own: read in file order, they are already shuffled."""
+    return [np.random.default_rng([seed, 7, i]).permutation(n) for i in range(copies)]
+
+
+def _cut_name(cut_key: str) -> str:
+    """The folder (under the cache folder) of the activations of `cut_key` on disk."""
+    return _feature_files.CUT_PREFIX + cut_key.replace("/", "-")
 
 
 def _cut_key(features_key: str, split: BottomSplit) -> str:

@@ -151,8 +151,13 @@ def make_plan(cfg: TrainConfig, model, block_ids: typing.Sequence[int], *, num_t
     split = stage2_split(model, cfg, block_ids)
     per_image = split.nbytes_per_image if split is not None else 0
     feature_bytes = (copies1 * num_train + num_val) * feature_dim * 4
+    cut_bytes = (copies1 * num_train + num_val) * per_image
+    # Stage 1's pass also keeps the cut's activations for stage 2: in memory when they fit beside the
+    # features, else (features in memory) on the disk; either way no second pass over the images.
     keep_cut = (split is not None and bool(cfg.stage1.epochs) and not stage1_done
-                and (feature_bytes + (copies1 * num_train + num_val) * per_image) * in_memory <= memory_budget)
+                and ((feature_bytes + cut_bytes) * in_memory <= memory_budget
+                     or (feature_bytes * in_memory <= memory_budget and disk_free is not None
+                         and cut_bytes * 1.25 < disk_free)))
     plan1 = StagePlan(1, cfg.stage1.epochs, "features", copies1, cfg.stage1.learning_rate,
                       split=split if keep_cut else None, reason="the head trains on cached pooled features")
 
