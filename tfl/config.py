@@ -209,9 +209,11 @@ class TrainConfig:
         mixed_precision: train in mixed float16 (useful on GPUs only).
         jit_compile: XLA compilation (slower on CPUs).
         strategy: `default`, `mirrored`, `multiworker`, `tpu` or `auto`.
-        augment_copies: stage 1 trains on cached backbone features of this
-            many copies of the training images (the first plain, the others
-            augmented); epoch `e` uses copy `e % augment_copies`.
+        augment_copies: stage 1 trains on cached backbone features of at
+            most this many copies of the training images (the first plain, the
+            others augmented; fewer on large training sets, see
+            `tfl.training.plan.AUGMENTED_IMAGES`); epoch `e` uses copy
+            `e % copies`.
 
     Examples:
         >>> cfg = TrainConfig(data=DataConfig(source="folder:photos"))
