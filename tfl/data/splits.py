@@ -125,8 +125,9 @@ class Split:
         """
         from tfl import _memory
 
-        if cache is None:
-            cache = len(self) * image_size * image_size * 3 * 4 <= _memory.images_bytes()
+        if cache is None:  # decoded already at this size (a caller asked for it), or small enough to keep
+            cache = ((self._resized is not None and self._resized[0] == image_size)
+                     or len(self) * image_size * image_size * 3 * 4 <= _memory.images_bytes())
         if cache:
             # One cache per split and size: stage 1's feature pass, stage 2's epochs, evaluation
             # and tuning trials then decode each image once (the newest size only, to bound memory).

@@ -356,8 +356,9 @@ def _decoded(data, image_size: int, batch_size: int) -> None:
     from tfl import _memory
 
     for split in (data.train, data.val):
-        if len(split) * image_size * image_size * 3 * 4 <= _memory.images_bytes():  # else the pass decodes anyway
-            for _ in split.dataset(image_size, batch_size):
+        # The whole memory budget: the pick's (sub)sample is bounded, and its candidates all read it.
+        if len(split) * image_size * image_size * 3 * 4 <= _memory.budget_bytes():  # else each pass decodes
+            for _ in split.dataset(image_size, batch_size, cache=True):
                 pass
 
 

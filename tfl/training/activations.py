@@ -295,14 +295,17 @@ class ActivationStore:
         fns = [plain] + [augmented] * (copies - 1)
         # The plain copy and the validation features do not depend on the augmentation: a pass with
         # one copy (`tfl pick`'s) already holds them, so only the augmented copies are computed.
-        known = self._get(cache_key(model, data, image_size, 1, seed)) if copies > 1 and not on_disk else None
+        cut_to_disk = (not on_disk and split is not None and self.cache_dir is not None
+                       and not self.fits(nbytes + images * split.nbytes_per_image))
+        # (Not when the cut's activations go to disk from this pass: they need the plain copy's pass anyway.)
+        known = (self._get(cache_key(model, data, image_size, 1, seed)) if copies > 1 and not on_disk
+                 and not cut_to_disk else None)
         if known is not None:
             log.info(f"backbone features: the plain copy and the validation features are kept from an earlier "
                      f"pass; computing the {copies - 1} augmented "
                      f"cop{'y' if copies == 2 else 'ies'}")
         progress = Progress("backbone features", (copies - 1) * len(data.train) if known is not None else images)
-        if (not on_disk and split is not None and known is None and self.cache_dir is not None
-                and not self.fits(nbytes + images * split.nbytes_per_image)):
+        if cut_to_disk:
             # The activations do not fit in memory: to the disk, in the same pass that keeps the features.
             train, val = self._features_and_activations_on_disk(split, data, train_images, val_images, copies,
                                                                 seed, key, progress)
