@@ -49,6 +49,14 @@ def test_the_best_probe_wins_and_a_tie_goes_to_the_faster():
     assert chosen == "big"
 
 
+def test_probes_within_a_fraction_of_a_standard_error_are_tied():
+    rows = [_row("big", 0.95, 50.0), _row("small", 0.935, 10.0)]  # 1.5 points apart, standard error 2 points
+    assert _decide(rows, 0.01, None, None)[0] == "big"
+    chosen, why = _decide(rows, 0.01, None, None, tie_stderr=1.0)
+    assert chosen == "small" and "within 0.02 of the best" in why
+    assert _decide(rows, 0.01, None, None, tie_stderr=0.5)[0] == "big"  # half a standard error: 1 point
+
+
 def test_constraints_that_no_candidate_meets_are_one_usage_line():
     over = [_row("a", None, 30.0), _row("b", None, 12.0)]
     for r in over:

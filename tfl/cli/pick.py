@@ -60,7 +60,8 @@ def pick(candidates, family, image_size, budget, max_latency_ms, max_params, max
     computed once, a linear probe trained on them (scored on the validation
     split), its latency measured on this machine and its size read. The best
     probe accuracy within the constraints wins; candidates within 1 point of
-    it count as tied and the fastest of those wins.
+    it (or half its standard error, when wider) count as tied and the fastest
+    of those wins.
 
     \b
     Examples:

@@ -30,9 +30,14 @@ from tfl.errors import TflError, UsageError, WeightsUnavailableError
 from tfl.selection import candidates as _candidates
 
 TIE = 0.01  # probe accuracies this close to the best count as tied (then the faster one wins)
+# ... or this many standard errors of the best probe's accuracy, when that is wider: on a small validation
+# split (120 images: one standard error is about 4 points) probes a point or two apart are not told apart,
+# and neither are their full runs (trashnet: the probes' order and the full runs' disagreed within 2 points).
+TIE_STDERR = 0.5
 RULE = ("among the candidates within the constraints (batch-1 latency <= max_latency_ms, parameters <= "
         "max_params), the best linear-probe accuracy on the validation split wins; candidates within {tie:g} "
-        "of the best count as tied, and the fastest of those (batch-1 latency) wins")
+        "of the best, or within {tie_stderr:g} standard error of the best probe's accuracy when that is wider, "
+        "count as tied, and the fastest of those (batch-1 latency) wins")
 
 
 @dataclasses.dataclass
@@ -176,7 +181,8 @@ def _load(data, seed, options):
 def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_size: typing.Optional[int] = None,
          budget=None, max_latency_ms: typing.Optional[float] = None, max_params: typing.Optional[int] = None,
          out: typing.Optional[str] = None, batch_size: int = 32, seed: int = 42,
-         max_images: int = _candidates.MAX_TRAIN_IMAGES, pooling: str = "avg", tie: float = TIE, store=None,
+         max_images: int = _candidates.MAX_TRAIN_IMAGES, pooling: str = "avg", tie: float = TIE,
+         tie_stderr: float = TIE_STDERR, store=None,
          **data_options) -> PickResult:
     """Ranks backbones on `data` by a linear probe on their frozen features, with latency and size.
 
@@ -198,6 +204,8 @@ def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_si
             subsample of this many images (and half as many validation images).
         pooling: `avg` or `max`, as the head will pool.
         tie: probe accuracies within this of the best count as tied.
+        tie_stderr: ... or within this many standard errors of the best
+            probe's accuracy, when that is wider.
         store: the `ActivationStore` to compute features through (the winner's
             stay in it, for a run that trains it); default a memory-only one.
         **data_options: `DataConfig` fields for loading a source (`val_split`, ...).
@@ -244,7 +252,7 @@ def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_si
         rows.append(row)
         if cache is not None:
             caches[name] = cache
-    chosen, why = _decide(rows, tie, max_latency_ms, max_params)
+    chosen, why = _decide(rows, tie, max_latency_ms, max_params, tie_stderr)
     size_opt = f" --image-size {image_size}" if image_size else ""
     source = full.source
     command = (f"tfl train --data {shlex.quote(source)} --backbone {chosen}{size_opt}" if chosen else "")
@@ -254,7 +262,8 @@ def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_si
     _mark_pareto(ranked)
     others = [r for r in rows if r.status != "scored"]
     res = PickResult(chosen=chosen, why=why, command=command, candidates=ranked + others,
-                     rule=RULE.format(tie=tie), source=source, num_train=len(sub.train), num_val=len(sub.val),
+                     rule=RULE.format(tie=tie, tie_stderr=tie_stderr), source=source, num_train=len(sub.train),
+                     num_val=len(sub.val),
                      subsampled=subsampled, constraints={"max_latency_ms": max_latency_ms, "max_params": max_params,
                                                          "budget_seconds": budget_s},
                      seconds=time.monotonic() - t0, image_size=image_size,
@@ -362,7 +371,7 @@ def _decoded(data, image_size: int, batch_size: int) -> None:
                 pass
 
 
-def _decide(rows, tie, max_latency_ms, max_params):
+def _decide(rows, tie, max_latency_ms, max_params, tie_stderr=0.0):
     """(chosen name, why) by the rule; a one-line error when nothing could be chosen."""
     scored = [r for r in rows if r.status == "scored"]
     if not scored:
@@ -379,6 +388,7 @@ def _decide(rows, tie, max_latency_ms, max_params):
         reasons = "; ".join(f"{r.name}: {r.reason}" for r in rows)
         raise TflError(f"no candidate could be scored ({reasons})")
     best = max(scored, key=lambda r: r.accuracy)
+    tie = round(max(tie, tie_stderr * (best.stderr or 0.0)), 4)
     tied = [r for r in scored if r.accuracy >= best.accuracy - tie - 1e-12]
     chosen = min(tied, key=lambda r: (r.batch1_ms, -r.accuracy))
     limits = [f"{k.replace('_', '-')} {v:g}" for k, v in (("max_latency_ms", max_latency_ms),
