@@ -368,6 +368,11 @@ def info(run, as_json):
             click.echo(f"test:       {test_summary(metrics['test'])}")
         for name, d in (metrics.get("decisions") or {}).items():
             click.echo(f"decided:    {name}: {d.get('chosen')} ({d.get('why')}; {d.get('seconds', 0):.1f}s)")
+    for stage, plan in sorted((state.get("plan") or {}).items()):
+        if isinstance(plan, dict) and plan.get("epochs"):
+            copies = plan.get("copies", 1)
+            click.echo(f"plan:       {stage.replace('stage', 'stage ')} on {plan.get('inputs')}, {copies} "
+                       f"cop{'y' if copies == 1 else 'ies'}: {plan.get('reason')}")
 
 
 def _fmt_lr(lr) -> str:

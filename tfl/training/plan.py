@@ -202,6 +202,9 @@ def make_plan(cfg: TrainConfig, model, block_ids: typing.Sequence[int], *, num_t
                 "budget, so they are written to the run folder and streamed from there")
         else:
             inputs, reason = "images", "the activations at the cut fit neither the memory budget nor the free disk"
+    elif keep_cut and (feature_bytes + cut_bytes) * in_memory > memory_budget:
+        inputs, reason = "activations", ("nothing below the cut trains, so its activations are cached; stage 1's "
+                                         "pass writes them to the run folder (they exceed the memory budget)")
     else:
         inputs, reason = "activations", "nothing below the cut trains, so its activations are cached"
     on_cut = inputs == "activations"

@@ -562,6 +562,23 @@ class Trainer:
             state = self.run.read_state()
             state["finished"] = True
             self.run.write_state(state)
+        _drop_cut_activations(self.run.features_dir)
+
+
+def _drop_cut_activations(folder: str) -> None:
+    """Activations at stage 2's cut on disk serve only a resumed stage 2: gone once the run is finished.
+
+    They are the largest files a run writes (0.85 GB for MobileNetV2 on 1,440 images); the pooled
+    features, small, stay for `tfl tune` and evaluation.
+    """
+    import shutil
+
+    from tfl.training._feature_files import CUT_PREFIX
+
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(CUT_PREFIX) or name.startswith(".tmp-" + CUT_PREFIX):
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 def _free_bytes(folder: str):
