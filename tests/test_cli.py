@@ -57,6 +57,9 @@ def test_predict_and_evaluate_a_real_run(trained_run, hymenoptera):
     assert sum(map(sum, metrics["confusion_matrix"])) == 153
     text = run_tfl("evaluate", trained_run.run_dir).stdout
     assert "confusion matrix" in text and "precision" in text
+    info = run_tfl("info", trained_run.run_dir).stdout  # what each stage trained on, and why
+    assert "plan:       stage 1 on features, 8 copies: the head trains on cached pooled features" in info
+    assert "plan:       stage 2 on activations" in info
 
 
 def test_errors_are_one_line_with_exit_codes(tmp_path):

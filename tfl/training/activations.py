@@ -388,7 +388,8 @@ class ActivationStore:
                 (train_images, n, [(f"train{i}", fn, orders[i], train[i].append) for i, fn in enumerate(fns)]),
                 (val_images, len(data.val), [("val", split.plain, None, val.append)])], progress)
         log.info(f"activations at the cut ({split.describe()}) written to {os.path.join(self.cache_dir, name)}: "
-                 f"they do not fit the memory budget ({self.memory_budget / 1024**2:.0f} MB, TFL_MEMORY_MB)")
+                 f"they do not fit the memory budget ({self.memory_budget / 1024**2:.0f} MB for features and "
+                 "activations, half of TFL_MEMORY_MB)")
         return [np.concatenate(t) for t in train], np.concatenate(val)
 
     def _activations_on_disk(self, split, data, image_size, batch_size, copies, seed, key) -> CutActivations:
@@ -407,7 +408,8 @@ class ActivationStore:
                       progress)
         if not reused:
             log.info(f"activations at the cut ({split.describe()}) written to {folder}: they do not fit the memory "
-                     f"budget ({self.memory_budget / 1024**2:.0f} MB, TFL_MEMORY_MB)")
+                     f"budget ({self.memory_budget / 1024**2:.0f} MB for features and activations, "
+                     "half of TFL_MEMORY_MB)")
 
         def arrays(part):
             files = [f"{part}.npy"] if split.single else [f"{part}.{j}.npy" for j in range(len(split.shapes))]
