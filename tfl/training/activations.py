@@ -130,6 +130,7 @@ class FeatureCache:
         dim = self.dim
         records = tf.data.FixedLengthRecordDataset(os.path.join(self.folder, name), dim * 4,
                                                    header_bytes=feats.offset, buffer_size=1 << 20)
+        records = records.apply(tf.data.experimental.assert_cardinality(int(feats.shape[0])))  # see _streamed
         records = records.map(lambda r: tf.reshape(tf.io.decode_raw(r, tf.float32), [dim]))
         return tf.data.Dataset.zip((records, tf.data.Dataset.from_tensor_slices(labels)))
 
@@ -202,6 +203,8 @@ def _streamed(array):
     dtype = tf.as_dtype(array.dtype.newbyteorder("="))
     records = tf.data.FixedLengthRecordDataset(array.filename, int(np.prod(shape)) * array.dtype.itemsize,
                                                header_bytes=array.offset, buffer_size=1 << 20)
+    # A known length: Keras warns "Your input ran out of data" at the end of a pass of unknown length.
+    records = records.apply(tf.data.experimental.assert_cardinality(int(array.shape[0])))
     return records.map(lambda r: tf.reshape(tf.io.decode_raw(r, dtype), shape))
 
 
