@@ -239,6 +239,7 @@ def stage2_cut_rate(image_size, batch_size, steps, *, mixed_precision=False, jit
 
 
 def main(argv=None):
+    global BACKBONE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.path.join(_common.SHARED, "datasets", "hymenoptera_data"))
     p.add_argument("--image-size", type=int, default=224)
@@ -251,7 +252,6 @@ def main(argv=None):
                    help="a backbone with ImageNet weights (mobilenet_v2: a mid-size one, where the frozen pass "
                         "costs most; the default, the smallest, is where decoding weighs most)")
     args = p.parse_args(argv)
-    global BACKBONE
     BACKBONE = args.backbone
 
     from tfl.data.loading import load_data

@@ -126,9 +126,19 @@ def calls(fns, dataset, progress=None, counted=None):
 
     `counted[k]`: whether function k's images advance `progress` (default: all).
     """
+    import tensorflow as tf
+
+    full = None
     for x, _ in dataset:
-        outs = [fn(x) for fn in fns]
+        n = int(x.shape[0])
+        full = full or n
+        if n < full:
+            # The last, partial batch is padded to the full size and its outputs cut back: a new batch
+            # shape makes oneDNN build its kernels again, about a second for a mid-size backbone.
+            x = tf.concat([x, tf.zeros([full - n, *x.shape[1:]], x.dtype)], axis=0)
+            outs = [tf.nest.map_structure(lambda t, n=n: t[:n], fn(x)) for fn in fns]
+        else:
+            outs = [fn(x) for fn in fns]
         if progress is not None:
-            n = int(x.shape[0])
             progress.update(n * sum(1 for k in range(len(fns)) if counted is None or counted[k]))
         yield outs
