@@ -255,6 +255,7 @@ def main(argv=None):
     BACKBONE = args.backbone
 
     from tfl.data.loading import load_data
+    from tfl.training.activations import pass_batch
 
     print(f"machine: {_common.machine()}", flush=True)
     data = load_data(_common.folder_source(args.data))
@@ -292,7 +293,8 @@ def main(argv=None):
     rows += [
         [f"backbone's compiled forward pass, ready tensors (best batch {best_bs})", forward[best_bs],
          "sweep (2 s each): " + ", ".join(f"{b}: {r:.0f}" for b, r in forward.items())],
-        ["tfl feature pass from the files, 1 copy", plain_pass, f"batch {bs}; decode + forward + cut activations"],
+        ["tfl feature pass from the files, 1 copy", plain_pass,
+         f"batch {pass_batch(bs)} (the pass's own); decode + forward + cut activations"],
         [f"tfl feature pass from the files, {args.copies} copies", augmented_pass,
          f"the trainer's pass: {args.copies - 1} augmented copies (decoded once)"],
     ]
