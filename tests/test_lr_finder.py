@@ -63,7 +63,8 @@ def test_lr_auto_uses_the_suggestion_and_it_beats_100_times_it(tmp_path, hymenop
 
     high = Trainer(_stage1_config(hymenoptera, 100 * lr), str(tmp_path / "high"), verbose=0,
                    store=shared_features, report=False).fit()
-    assert auto.stage1["val_accuracy"] > high.stage1["val_accuracy"]
+    # On 153 validation images the accuracies may tie (both 0.8301 in one run); the loss tells them apart.
+    assert auto.stage1["val_accuracy"] >= high.stage1["val_accuracy"]
     assert auto.stage1["val_loss"] < high.stage1["val_loss"]
 
 
