@@ -211,3 +211,26 @@ def write(cache_dir: str, key: str, passes, progress=None) -> None:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def drop_cut_folders(folder: str) -> None:
+    """Activations at stage 2's cut on disk serve only a resumed stage 2: gone once the run is finished.
+
+    They are the largest files a run writes (0.85 GB for MobileNetV2 on 1,440 images); the pooled
+    features, small, stay for `tfl tune` and evaluation.
+    """
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(CUT_PREFIX) or name.startswith(".tmp-" + CUT_PREFIX):
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+def free_bytes(folder: str):
+    """Free bytes on the disk that holds (or will hold) `folder`; None when that cannot be known."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None

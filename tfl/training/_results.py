@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 
 from tfl.config import is_minimized
@@ -51,3 +52,37 @@ def describe(m: dict) -> str:
     if not m:
         return "skipped"
     return f"val_accuracy {m.get('val_accuracy', float('nan')):.4f} (epoch {m['best_epoch']})"
+
+
+@dataclasses.dataclass
+class FineTuneResult:
+    """What `fine_tune` returns.
+
+    Args:
+        run_dir: the run folder.
+        class_names: label names in output order.
+        stage1: validation metrics at the end of stage 1 (best epoch).
+        stage2: validation metrics at the end of stage 2 (best epoch).
+        best_stage: the stage whose weights were kept (1 or 2).
+        model: the trained Keras model.
+        validation: multi-label runs: the kept model's validation scores at
+            the per-label thresholds chosen on it (`macro_f1`, `micro_f1`,
+            `map`, `accuracy` (exact match), `thresholds`); empty otherwise.
+        test: the kept model's scores on the test split (a test folder, test
+            rows of a table, or `--holdout`), which nothing was chosen on:
+            `accuracy` (multi-label: also `macro_f1`, `micro_f1`, `map`),
+            `num_images`, `split` (where it came from); empty without one.
+    """
+
+    run_dir: str
+    class_names: typing.List[str]
+    stage1: dict
+    stage2: dict
+    best_stage: int
+    model: typing.Any = None
+    validation: dict = dataclasses.field(default_factory=dict)
+    test: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def val_accuracy(self) -> float:
+        return (self.stage2 if self.best_stage == 2 else self.stage1).get("val_accuracy", float("nan"))

@@ -32,45 +32,18 @@ from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
 from tfl.selection import auto
 from tfl.training import _run_data, scoring
-from tfl.training._results import class_counts, describe, near_chance, stage_metrics, worse
+from tfl.training._results import (  # noqa: F401 (FineTuneResult: public here, as before)
+    FineTuneResult,
+    class_counts,
+    describe,
+    near_chance,
+    stage_metrics,
+    worse,
+)
 
 if typing.TYPE_CHECKING:  # pragma: no cover - typing only
     pass
-from tfl.training import _checkpoint, _optim
-
-
-@dataclasses.dataclass
-class FineTuneResult:
-    """What `fine_tune` returns.
-
-    Args:
-        run_dir: the run folder.
-        class_names: label names in output order.
-        stage1: validation metrics at the end of stage 1 (best epoch).
-        stage2: validation metrics at the end of stage 2 (best epoch).
-        best_stage: the stage whose weights were kept (1 or 2).
-        model: the trained Keras model.
-        validation: multi-label runs: the kept model's validation scores at
-            the per-label thresholds chosen on it (`macro_f1`, `micro_f1`,
-            `map`, `accuracy` (exact match), `thresholds`); empty otherwise.
-        test: the kept model's scores on the test split (a test folder, test
-            rows of a table, or `--holdout`), which nothing was chosen on:
-            `accuracy` (multi-label: also `macro_f1`, `micro_f1`, `map`),
-            `num_images`, `split` (where it came from); empty without one.
-    """
-
-    run_dir: str
-    class_names: typing.List[str]
-    stage1: dict
-    stage2: dict
-    best_stage: int
-    model: typing.Any = None
-    validation: dict = dataclasses.field(default_factory=dict)
-    test: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def val_accuracy(self) -> float:
-        return (self.stage2 if self.best_stage == 2 else self.stage1).get("val_accuracy", float("nan"))
+from tfl.training import _checkpoint, _feature_files, _optim
 
 
 def _verbose(verbose):
@@ -187,7 +160,7 @@ class Trainer:
                 feature_dim=int(self.model.get_layer("pool").output.shape[-1]),
                 memory_budget=self.store.memory_budget, stage1_done=_checkpoint.StageState(self.run, 1).done,
                 stage2_inputs={"cut": "activations"}.get(resumed_inputs, resumed_inputs),
-                disk_free=_free_bytes(self.run.features_dir))
+                disk_free=_feature_files.free_bytes(self.run.features_dir))
         state = self.run.read_state()
         state["plan"] = {f"stage{p.stage}": p.describe() for p in self.plans}  # what was decided, and why
         self.run.write_state(state)
@@ -562,33 +535,5 @@ class Trainer:
             state = self.run.read_state()
             state["finished"] = True
             self.run.write_state(state)
-        _drop_cut_activations(self.run.features_dir)
+        _feature_files.drop_cut_folders(self.run.features_dir)
 
-
-def _drop_cut_activations(folder: str) -> None:
-    """Activations at stage 2's cut on disk serve only a resumed stage 2: gone once the run is finished.
-
-    They are the largest files a run writes (0.85 GB for MobileNetV2 on 1,440 images); the pooled
-    features, small, stay for `tfl tune` and evaluation.
-    """
-    import shutil
-
-    from tfl.training._feature_files import CUT_PREFIX
-
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            if name.startswith(CUT_PREFIX) or name.startswith(".tmp-" + CUT_PREFIX):
-                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-
-
-def _free_bytes(folder: str):
-    """Free bytes on the disk that holds (or will hold) `folder`; None when that cannot be known."""
-    import shutil
-
-    path = os.path.abspath(folder)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
