@@ -256,6 +256,34 @@ def test_weighted_loss_trains_saves_and_reloads_in_safe_mode(tmp_path, hymenopte
     assert np.allclose(reloaded(x).numpy(), model(x).numpy(), atol=1e-6)
 
 
+def test_balanced_class_weight_trains_a_multi_label_run_on_the_per_label_weighted_loss(tmp_path, hymenoptera):
+    """`--class-weight balanced` on multi-label data: the weights go into the loss (one pair per label), not
+    into Keras' per-class `class_weight`, and a two-stage run trains with it to the end."""
+    from helpers import small_copy
+
+    import tfl
+    from tfl.config import TrainConfig
+    from tfl.data.checks import balanced_label_weights
+    from tfl.training import _objective
+    from tfl.training.trainer import Trainer
+
+    root = small_copy(hymenoptera, tmp_path / "data", per_class=12, per_class_val=6)
+    cfg = TrainConfig()
+    cfg.data.source, cfg.class_weight = f"folder:{root}", "balanced"
+    cfg.model.backbone, cfg.model.image_size, cfg.model.head.multi_label = "mobilenet_025", 96, True
+    cfg.stage1.epochs, cfg.stage2.epochs = 2, 1
+    data = tfl.load_data(cfg.data.source, multi_label=True)
+    loss, metrics = _objective.loss_and_metrics(cfg, data)
+    weights = balanced_label_weights(data.class_counts(), len(data.train))
+    assert type(loss).__name__ == "WeightedBinaryCrossentropy"
+    assert loss.present == pytest.approx([w[0] for w in weights])
+    assert [m.name for m in metrics] == ["accuracy", "macro_f1", "micro_f1", "map"]
+    assert _objective.class_weight(cfg, data) is None
+    result = Trainer(cfg, str(tmp_path / "run"), verbose=0).fit()
+    assert result.stage1["epochs"] == 2 and result.stage2["epochs"] == 1
+    assert os.path.exists(os.path.join(result.run_dir, "thresholds.json"))
+
+
 def test_multi_label_objectives_need_a_multi_label_head(tagged, tmp_path):
     proc = run_tfl("tune", "--data", f"csv:{tagged['classes']}", "--objective", "val_macro_f1", "--out",
                    str(tmp_path / "s"), check=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 # Shuffle buffer, in bytes, of features and activations streamed from disk.
@@ -50,7 +48,7 @@ class FeatureCache:
 
         parts = None
         for i, feats in enumerate(self.train):
-            ds = self._features(i, feats, self.train_labels)
+            ds = self._features(feats, self.train_labels)
             if shuffle:
                 buffer = len(feats) if not self.on_disk else max(1024, _DISK_SHUFFLE_BYTES // (self.dim * 4))
                 ds = ds.shuffle(min(len(feats), buffer), seed=seed + i, reshuffle_each_iteration=True)
@@ -61,24 +59,18 @@ class FeatureCache:
     def val_dataset(self, label_fn, batch_size: int):
         from tfl.data.loading import with_options
 
-        ds = self._features(None, self.val, self.val_labels).batch(batch_size).map(lambda x, y: (x, label_fn(y)))
+        ds = self._features(self.val, self.val_labels).batch(batch_size).map(lambda x, y: (x, label_fn(y)))
         if not self.on_disk:
             ds = ds.cache()
         return with_options(ds.prefetch(2))
 
-    def _features(self, copy, feats, labels):
+    def _features(self, feats, labels):
         """(feature vector, label) elements, from memory or streamed from the .npy file."""
         import tensorflow as tf
 
         if not self.on_disk:
             return tf.data.Dataset.from_tensor_slices((np.asarray(feats), labels))
-        name = "val.npy" if copy is None else f"train{copy}.npy"
-        dim = self.dim
-        records = tf.data.FixedLengthRecordDataset(os.path.join(self.folder, name), dim * 4,
-                                                   header_bytes=feats.offset, buffer_size=1 << 20)
-        records = records.apply(tf.data.experimental.assert_cardinality(int(feats.shape[0])))  # see _streamed
-        records = records.map(lambda r: tf.reshape(tf.io.decode_raw(r, tf.float32), [dim]))
-        return tf.data.Dataset.zip((records, tf.data.Dataset.from_tensor_slices(labels)))
+        return tf.data.Dataset.zip((_streamed(feats), tf.data.Dataset.from_tensor_slices(labels)))
 
 
 class CutActivations:

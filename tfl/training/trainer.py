@@ -8,16 +8,17 @@ in inference mode) and trains the whole model with a lower learning rate.
 The better of the two stages on the validation metric is kept.
 
 `Trainer.fit` runs plan -> fit -> save: `tfl.training.plan` decides once what
-each stage trains on and with which learning rate, the stages fit the model
-(Keras `fit`, with the checkpoint and, for `lr="auto"`, the LR-finder
-callbacks), and the run folder gets the model, metrics and report.
+each stage trains on and with which learning rate, `_inputs.StageInputs`
+gives each stage its model and batches, `_objective` its loss and metrics,
+the stages fit the model (Keras `fit`, with the checkpoint and, for
+`lr="auto"`, the LR-finder callbacks), and the run folder gets the model,
+metrics and report.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -31,7 +32,8 @@ from tfl.errors import UsageError, flag
 from tfl.models import classifier as model_lib
 from tfl.runs import RunFolder
 from tfl.selection import auto
-from tfl.training import _run_data, scoring
+from tfl.training import _checkpoint, _feature_files, _objective, _optim, _run_data, scoring
+from tfl.training._inputs import StageInputs
 from tfl.training._results import (  # noqa: F401 (FineTuneResult: public here, as before)
     FineTuneResult,
     class_counts,
@@ -40,10 +42,6 @@ from tfl.training._results import (  # noqa: F401 (FineTuneResult: public here, 
     stage_metrics,
     worse,
 )
-
-if typing.TYPE_CHECKING:  # pragma: no cover - typing only
-    pass
-from tfl.training import _checkpoint, _feature_files, _optim
 
 
 def _verbose(verbose):
@@ -101,7 +99,7 @@ class Trainer:
         self.image_size = None
         self.block_ids = None  # block index of each backbone layer
         self.plans = None  # (StagePlan of stage 1, of stage 2)
-        self.unfrozen_layers = []  # names of the backbone layers stage 2 trains
+        self.inputs = None  # StageInputs: each stage's model and batches
         self.decisions = {}  # what the run decided from its data (e.g. stage 2's depth), for metrics.json
 
     # -- setup ------------------------------------------------------------------------------------
@@ -164,6 +162,7 @@ class Trainer:
         state = self.run.read_state()
         state["plan"] = {f"stage{p.stage}": p.describe() for p in self.plans}  # what was decided, and why
         self.run.write_state(state)
+        self.inputs = StageInputs(cfg, self.data, self.run, self.store, self.model, self.image_size, self.block_ids)
 
     def _choose_backbone(self):
         """`--backbone auto`: the pick ranks the candidates on this data; the winner becomes the run's backbone.
@@ -198,44 +197,6 @@ class Trainer:
     def _log_data_problems(self, spec):
         _run_data.log_problems(self.data, spec.name, self.image_size, self.config)
 
-    def _labels(self, y):
-        import tensorflow as tf
-
-        if self.data.multi_label:  # multi-hot rows already
-            return tf.cast(y, tf.float32)
-        return tf.one_hot(y, self.data.num_classes)
-
-    def _class_weight(self):
-        # Keras' class_weight is one weight per class of a single-label target; multi-label runs weigh
-        # their labels inside the loss instead (_loss).
-        if self.config.class_weight != "balanced" or self.data.multi_label:
-            return None
-        from tfl.data import checks
-
-        return checks.balanced_class_weights(self.data.class_counts())
-
-    def _loss(self):
-        import keras
-
-        smoothing = self.config.label_smoothing
-        if self.config.model.head.multi_label:
-            n = self.data.num_classes
-            if self.config.class_weight == "balanced":
-                from tfl.data import checks
-                from tfl.models import losses
-
-                loss = losses.weighted_binary_crossentropy(
-                    checks.balanced_label_weights(self.data.class_counts(), len(self.data.train)), smoothing)
-            else:
-                loss = keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
-            # At 0.5 here, epoch by epoch; the per-label thresholds are chosen once training ends (_thresholds).
-            return loss, [keras.metrics.BinaryAccuracy(name="accuracy"),
-                          keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
-                          keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1"),
-                          keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n, name="map")]
-        return (keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
-                [keras.metrics.CategoricalAccuracy(name="accuracy")])
-
     def _compile(self, model, stage, optimizer):
         jit = self.config.jit_compile
         blocking = model_lib.layers_without_xla(model) if jit else []
@@ -244,7 +205,7 @@ class Trainer:
                      f"{', '.join(blocking)}, which XLA cannot compile")
             jit = False
         with self.strategy.scope():
-            loss, metrics = self._loss()
+            loss, metrics = _objective.loss_and_metrics(self.config, self.data)
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
 
     def _callbacks(self, state, stage_cfg, stage, groups=None):
@@ -307,75 +268,10 @@ class Trainer:
         self._setup()
         plan1, plan2 = self.plans
         if stage == 1:
-            return self._range_test(plan1, *self._inputs(plan1)[:2], **kwargs)
+            return self._range_test(plan1, *self.inputs.for_stage(plan1)[:2], **kwargs)
         if self.config.stage1.epochs:
-            self._run_stage(plan1, *self._inputs(plan1))
-        return self._range_test(plan2, *self._inputs(plan2)[:2], **kwargs)
-
-    # -- inputs -----------------------------------------------------------------------------------
-    def _inputs(self, plan):
-        """(model to fit, train batches, val batches, steps per epoch) of a stage, as its plan says."""
-        if plan.stage == 2:
-            self._unfreeze(plan)
-        steps = math.ceil(len(self.data.train) / self.config.data.batch_size)
-        state = _checkpoint.StageState(self.run, plan.stage)
-        if plan.stage == 1 and state.done:  # resumed after stage 1: its best weights are all that is needed
-            return (self.model.get_layer("head") if plan.inputs == "features" else self.model), None, None, 1
-        if plan.inputs == "features":
-            model, train_ds, val_ds, copies = self._features(plan)
-        elif plan.inputs == "activations":
-            model, train_ds, val_ds, copies = self._activations(plan)
-        else:
-            model, train_ds, val_ds, copies = self._images()
-        if plan.stage == 2:
-            state.commit(inputs={"activations": "cut"}.get(plan.inputs, plan.inputs))
-        if state.epochs_done % copies:
-            # Resumed mid-stage: start on the copy that the next epoch would have used.
-            train_ds = train_ds.skip(state.epochs_done % copies * steps)
-        return model, train_ds, val_ds, steps
-
-    def _unfreeze(self, plan):
-        names = model_lib.unfreeze(self.model, self.config.stage2.unfreeze, self.block_ids)
-        log.info(f"stage 2: unfroze {len(names)} backbone layers with weights (BatchNorm stays frozen), "
-                 f"{sum(int(w.numpy().size) for w in self.model.trainable_weights):,} trainable parameters")
-        self.unfrozen_layers = names
-        _checkpoint.StageState(self.run, 2).commit(unfrozen_layers=names)
-
-    def _features(self, plan):
-        """Stage 1: the head and its datasets of cached pooled features."""
-        cfg = self.config
-        t = time.time()
-        cache = self.store.features(self.model, self.data, self.image_size, cfg.data.batch_size,
-                                    copies=plan.copies, seed=cfg.seed, split=plan.split)
-        how = ("reused" if not cache.on_disk else "read from the disk cache") if cache.reused else "computed"
-        log.info(f"stage 1: backbone features of {len(self.data.train)} images x {cache.copies} cop"
-                 f"{'y' if cache.copies == 1 else 'ies'} {how} in {time.time() - t:.1f}s")
-        train_ds = cache.train_dataset(self._labels, cfg.data.batch_size, cfg.seed)
-        val_ds = cache.val_dataset(self._labels, cfg.data.batch_size)
-        return self.model.get_layer("head"), train_ds, val_ds, cache.copies
-
-    def _activations(self, plan):
-        """Stage 2 on cached activations of the frozen bottom: the top model and its datasets."""
-        cfg = self.config
-        t = time.time()
-        acts, kept = self.store.activations(plan.split, self.data, self.image_size, cfg.data.batch_size,
-                                            copies=plan.copies, seed=cfg.seed, kept_copies=plan.kept_copies)
-        how = (("read from the disk cache" if acts.on_disk else "kept from stage 1's pass") if kept
-               else f"computed in {time.time() - t:.1f}s")
-        log.info(f"stage 2: activations of the frozen bottom ({plan.split.describe()}) of {len(self.data.train)} "
-                 f"images x {acts.copies} cop{'y' if acts.copies == 1 else 'ies'} {how}; "
-                 "training the unfrozen top on them")
-        train_ds, val_ds = acts.datasets(self._labels, cfg.data.batch_size, cfg.seed)
-        return plan.split.top, train_ds, val_ds, acts.copies
-
-    def _images(self):
-        """Stage 2 on images: the whole classifier and its image datasets."""
-        cfg = self.config
-        bs = cfg.data.batch_size
-        train_ds = self.data.train.dataset(self.image_size, bs, shuffle=True, seed=cfg.seed, repeat=True)
-        train_ds = train_ds.map(lambda x, y: (x, self._labels(y)))
-        val_ds = self.data.val.dataset(self.image_size, bs).map(lambda x, y: (x, self._labels(y)))
-        return self.model, train_ds, val_ds, 1
+            self._run_stage(plan1, *self.inputs.for_stage(plan1))
+        return self._range_test(plan2, *self.inputs.for_stage(plan2)[:2], **kwargs)
 
     # -- stages -----------------------------------------------------------------------------------
     def _run_stage(self, plan, model, train_ds, val_ds, steps_per_epoch):
@@ -397,7 +293,7 @@ class Trainer:
             model.fit(train_ds, validation_data=val_ds, epochs=stage_cfg.epochs, initial_epoch=state.epochs_done,
                       shuffle=False,  # the datasets shuffle themselves
                       steps_per_epoch=steps_per_epoch, callbacks=self._callbacks(state, stage_cfg, plan.stage, groups),
-                      class_weight=self._class_weight(), verbose=self.verbose)
+                      class_weight=_objective.class_weight(self.config, self.data), verbose=self.verbose)
         state.restore_best(model)
         state.commit(done=True)
         return state
@@ -457,10 +353,10 @@ class Trainer:
         self._setup()
         cfg = self.config
         plan1, plan2 = self.plans
-        s1 = self._run_stage(plan1, *self._inputs(plan1)) if plan1.epochs else None
+        s1 = self._run_stage(plan1, *self.inputs.for_stage(plan1)) if plan1.epochs else None
         s1_weights = [w.numpy() for w in self.model.weights]
         _checkpoint.kill_point("between-stages")
-        s2 = self._run_stage(plan2, *self._inputs(plan2)) if plan2.epochs else None
+        s2 = self._run_stage(plan2, *self.inputs.for_stage(plan2)) if plan2.epochs else None
         m1, m2 = stage_metrics(s1, cfg.monitor), stage_metrics(s2, cfg.monitor)
         best_stage = 2 if s2 else 1
         if s1 and s2 and worse(m2.get(cfg.monitor), m1.get(cfg.monitor), cfg.monitor):
