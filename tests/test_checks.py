@@ -195,7 +195,7 @@ def test_imbalance_reports_the_class_weights_training_uses(corpus, tmp_path):
                 shutil.copy(corpus["good"][cls][i], root / split / cls / f"{i}.jpg")
     report = checks.check_data(f"folder:{root}", class_weight="balanced")
     assert report.counts["train"] == [8, 2] and report.imbalance == 4.0
-    # total / (classes * count), the weights Keras receives from Trainer._class_weight
+    # total / (classes * count), the weights Keras receives from _objective.class_weight
     assert report.class_weights == {"ants": 0.625, "bees": 2.5}
     assert checks.balanced_class_weights([8, 2]) == {0: 0.625, 1: 2.5}
     line = [p for p in report.problems() if "warning: class imbalance:" in p]
