@@ -278,3 +278,23 @@ def test_xla_compiles_the_cached_stages_and_says_when_a_stage_on_images_cannot(t
     else:
         assert seen.seen[1][1] is True and seen.seen[1][0] != "tfl_classifier", seen.seen
         assert "is off for this stage" not in err
+
+
+def test_a_model_is_traced_once_for_its_latency_and_its_feature_pass(small_folder):
+    """`tfl pick` times batch-1 latency through the function its feature pass then runs: one trace per model
+    (tracing a backbone takes seconds), and each model keeps its own functions."""
+    from tfl.models import classifier as model_lib
+    from tfl.selection import latency
+    from tfl.training.activations import extractors
+
+    data = load_data(f"folder:{small_folder}")
+    model = model_lib.build_model(ModelConfig(backbone="mobilenet_025", image_size=64, augment=False),
+                                  data.num_classes, seed=0)
+    plain, augmented, dim = extractors(model)
+    assert extractors(model)[0] is plain and augmented is None and dim == 256
+    measured = latency.measure(None, 64, 8, batch=False, fn=plain)
+    feats = ActivationStore(cache_dir=None).features(model, data, 64, 8)
+    assert plain.experimental_get_tracing_count() == 1
+    assert measured.batch1_ms > 0 and feats.val.shape == (len(data.val), 256)
+    other = model_lib.build_model(ModelConfig(backbone="mobilenet_025", image_size=64), data.num_classes, seed=0)
+    assert extractors(other)[0] is not plain and extractors(other)[1] is not None  # with its augmentation

@@ -22,8 +22,9 @@ def test_pick_ranks_real_backbones_writes_its_page_and_skips_one_without_weights
                    "mobilenet_v2_035,efficientnet_v2_b0,mobilenet_025", "--image-size", "96", "--max-images", "120",
                    "--out", str(out), env=OFFLINE)
     assert "Traceback" not in proc.stderr
-    skip = [line for line in proc.stdout.splitlines() if "efficientnet_v2_b0" in line]
-    assert skip == ["skipped efficientnet_v2_b0: no ImageNet weights cached and no network (TFL_OFFLINE is set)"]
+    skip = [line for line in (proc.stdout + proc.stderr).splitlines() if "efficientnet_v2_b0" in line]
+    assert skip == ["[tfl] skipped efficientnet_v2_b0: no ImageNet weights cached and no network "
+                    "(TFL_OFFLINE is set)"]  # one line in all, said as it happened
     result = json.loads((out / "pick.json").read_text())
     scored = [c for c in result["candidates"] if c["status"] == "scored"]
     assert [c["rank"] for c in scored] == [1, 2]
@@ -112,6 +113,50 @@ def test_only_the_augmented_copies_of_the_winner_are_computed_after_a_pick(hymen
     np.testing.assert_allclose(fresh.val, feats.val, rtol=1e-4, atol=1e-4)
     for a, b in zip(fresh_acts.train[0] + fresh_acts.val, acts.train[0] + acts.val):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_the_litert_engine_scores_what_tensorflow_scores_and_says_which_ran(hymenoptera):
+    """LiteRT (the pick's engine where ai-edge-litert is installed, as for tfl predict) computes the features
+    TensorFlow computes, so the probe scores the same; each row and the table name what ran the passes."""
+    from tfl.data.loading import load_data
+    from tfl.selection.pick import pick
+    from tfl.training.activations import ActivationStore
+
+    data = load_data(f"folder:{hymenoptera}")
+    runs = {engine: pick(data, candidates="mobilenet_025", image_size=96, max_images=120, engine=engine,
+                         store=ActivationStore(cache_dir=None)) for engine in ("keras", "litert", "auto")}
+    keras_row, lite_row = runs["keras"].scored[0], runs["litert"].scored[0]
+    assert (keras_row.engine, lite_row.engine, runs["auto"].scored[0].engine) == ("keras", "litert", "litert")
+    scale = float(np.abs(runs["keras"].features.val).max())
+    for got, want in ((runs["litert"].features.val, runs["keras"].features.val),
+                      (runs["litert"].features.train[0], runs["keras"].features.train[0])):
+        assert float(np.abs(got - want).max()) <= 1e-4 * max(1.0, scale)
+    assert lite_row.accuracy == keras_row.accuracy and lite_row.l2 == keras_row.l2
+    assert 0 < lite_row.batch1_ms < 10_000 and 0 < lite_row.batch_ms < 10_000
+    assert "passes and latency through LiteRT (XNNPACK)" in runs["litert"].table()
+    assert "passes and latency through TensorFlow" in runs["keras"].table()
+
+
+def test_a_feature_function_litert_cannot_convert_falls_back_to_tensorflow_in_one_line(caplog):
+    """auto falls back to TensorFlow with one line; an explicit --engine litert says why it cannot."""
+    import tensorflow as tf
+
+    from tfl.errors import TflError
+    from tfl.selection.engine import feature_runner
+
+    def mean_in_numpy(x):  # a NumPy call inside the graph: TFLite has no kernel for it
+        return tf.numpy_function(lambda a: a.mean(axis=(1, 2)), [x], tf.float32)
+
+    plain = tf.function(mean_in_numpy, input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)],
+                        autograph=False)
+    with caplog.at_level("INFO", logger="tfl"):
+        runner, engine = feature_runner(plain, 8, "auto", "toy_backbone")
+    assert runner is plain and engine == "keras"
+    lines = [r.getMessage() for r in caplog.records if "toy_backbone" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("pick: toy_backbone: TFLite conversion failed")
+    assert lines[0].endswith("its features and latency come from TensorFlow")
+    with pytest.raises(TflError, match="TFLite conversion failed"):
+        feature_runner(plain, 8, "litert", "toy_backbone")
 
 
 @pytest.mark.slow

@@ -57,6 +57,30 @@ def test_probes_within_a_fraction_of_a_standard_error_are_tied():
     assert _decide(rows, 0.01, None, None, tie_stderr=0.5)[0] == "big"  # half a standard error: 1 point
 
 
+def test_a_tie_must_hold_on_the_estimate_from_all_labelled_images_too():
+    """intel_scenes' case: four probes within a point on 360 validation images; on all 1800 labelled images (the
+    leave-one-out accuracy on train pooled with val) the fastest trails by 2 points, so it is not an equal."""
+    def row(name, acc, pooled, ms):
+        r = _row(name, acc, ms)
+        r.stderr, r.pooled, r.pooled_stderr = 0.016, pooled, (pooled * (1 - pooled) / 1800) ** 0.5
+        return r
+
+    rows = [row("small", 0.903, 0.886, 11.6), row("mid", 0.897, 0.910, 20.1), row("big", 0.894, 0.905, 25.8)]
+    chosen, why = _decide(rows, 0.01, None, None, tie_stderr=1.0)
+    assert chosen == "mid"
+    assert why.startswith("mid: linear-probe accuracy 0.8970 on the validation split, within 0.016 of the best "
+                          "(small, 0.9030), and within 0.01 of the best estimate from all labelled images (mid, "
+                          "0.9100; its own 0.9100), and the fastest of those tied on both")
+    assert why.endswith("; faster small (0.8860) trails the best estimate from all labelled images by more than 0.01")
+    rows[0].pooled = 0.905  # within a point on both looks: the fastest is an equal again
+    assert _decide(rows, 0.01, None, None, tie_stderr=1.0)[0] == "small"
+    rows[1].pooled = 0.950  # only mid is within reach of the best estimate, though not the best probe
+    assert _decide(rows, 0.01, None, None, tie_stderr=1.0)[0] == "mid"
+    for r in rows:
+        r.pooled = None  # rows without the estimate: the validation probe decides alone
+    assert _decide(rows, 0.01, None, None, tie_stderr=1.0)[0] == "small"
+
+
 def test_constraints_that_no_candidate_meets_are_one_usage_line():
     over = [_row("a", None, 30.0), _row("b", None, 12.0)]
     for r in over:

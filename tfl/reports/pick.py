@@ -35,6 +35,12 @@ def write_pick(result, out_dir: str) -> str:
     return path
 
 
+def _engines(result) -> str:
+    names = {"litert": "LiteRT (XNNPACK), as tfl predict runs it", "keras": "TensorFlow"}
+    ran = sorted({names.get(c.engine, c.engine) for c in result.candidates if c.engine})
+    return f" Feature passes and latency timed through {' and '.join(ran)}." if ran else ""
+
+
 def _page(result, plot) -> str:
     parts = ["<h2>Recommendation</h2>"]
     if result.chosen:
@@ -44,16 +50,17 @@ def _page(result, plot) -> str:
     parts.append(f'<p class="muted">Scored on {esc(result.source)}: {result.num_train} training and '
                  f"{result.num_val} validation images{subsample}. Probe: a ridge classifier on the frozen pooled "
                  "features of the plain images, its L2 penalty chosen by leave-one-out accuracy on the training "
-                 f"features; accuracy on the validation split. {result.seconds:.0f}s in all.</p>")
+                 f"features; accuracy on the validation split.{_engines(result)} {result.seconds:.0f}s in all.</p>")
     parts += ["<h2>Accuracy against latency</h2>", img(plot["image"], "accuracy against latency")]
     head = ("<tr><th>rank</th><th class=l>backbone</th><th>size</th><th>probe accuracy</th><th>± s.e.</th>"
+            "<th>leave-one-out (train) + val</th>"
             "<th>ms/image, batch 1</th><th>ms/image, batch</th><th>parameters</th>"
             "<th>weights MB</th><th>seconds</th><th class=l>Pareto</th></tr>")
     rows = [head]
     for c in result.scored:
         cls = ' class="best"' if c.name == result.chosen else ""
         rows.append(f"<tr{cls}><td>{c.rank}</td><td class=l>{esc(c.name)}</td><td>{c.image_size}</td>"
-                    f"<td>{fmt(c.accuracy)}</td><td>{fmt(c.stderr, 3)}</td>"
+                    f"<td>{fmt(c.accuracy)}</td><td>{fmt(c.stderr, 3)}</td><td>{fmt(c.pooled)}</td>"
                     f"<td>{fmt(c.batch1_ms, 1)}</td><td>{fmt(c.batch_ms, 2)}</td><td>{c.params:,}</td>"
                     f"<td>{fmt(c.weights_mb, 1)}</td><td>{c.seconds:.0f}</td>"
                     f"<td class=l>{'yes' if c.pareto else ''}</td></tr>")
