@@ -69,8 +69,12 @@ def test_a_tie_must_hold_on_the_estimate_from_all_labelled_images_too():
     chosen, why = _decide(rows, 0.01, None, None, tie_stderr=1.0)
     assert chosen == "mid"
     assert why.startswith("mid: linear-probe accuracy 0.8970 on the validation split, within 0.016 of the best "
-                          "(small, 0.9030), and within 0.01 of the best estimate from all labelled images (mid, "
-                          "0.9100; its own 0.9100), and the fastest of those tied on both")
+                          "(small, 0.9030), and the best estimate from all labelled images (0.9100), and the "
+                          "fastest of those tied on both")
+    rows[2].pooled = 0.915  # big has the best estimate; mid is within a point of it, and faster
+    assert "and within 0.01 of the best estimate from all labelled images (big, 0.9150; its own 0.9100), and the " \
+        "fastest of those tied on both" in _decide(rows, 0.01, None, None, tie_stderr=1.0)[1]
+    rows[2].pooled = 0.905
     assert why.endswith("; faster small (0.8860) trails the best estimate from all labelled images by more than 0.01")
     rows[0].pooled = 0.905  # within a point on both looks: the fastest is an equal again
     assert _decide(rows, 0.01, None, None, tie_stderr=1.0)[0] == "small"

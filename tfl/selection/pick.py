@@ -466,7 +466,8 @@ def _decide(rows, tie, max_latency_ms, max_params, tie_stderr=0.0):
         if len(tied) > 1:
             why += f" (and the fastest of those tied within {tie:g})"
     else:
-        pooled = ("" if top is None else f", and within {tie_pooled:g} of the best estimate from all labelled "
+        pooled = ("" if top is None else f", and the best estimate from all labelled images ({top.pooled:.4f})"
+                  if top is chosen else f", and within {tie_pooled:g} of the best estimate from all labelled "
                   f"images ({top.name}, {top.pooled:.4f}; its own {chosen.pooled:.4f})")
         speed = (f"and faster: {chosen.batch1_ms:.1f} against {best.batch1_ms:.1f} ms per image at batch 1"
                  if chosen.batch1_ms < best.batch1_ms else
