@@ -23,6 +23,7 @@ Usage:
     python benchmarks/defaults_matrix.py                       # 4 datasets x 4 backbones at 224 px: hours
     python benchmarks/defaults_matrix.py --image-size 160 --datasets hymenoptera_data,rsscn7_subset
     python benchmarks/defaults_matrix.py --results cells.jsonl  # keep finished cells; a rerun skips them
+    python benchmarks/defaults_matrix.py --results cells.jsonl --rerun-tfl  # new defaults, the guide's cells kept
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--tfl-only", action="store_true", help="skip the guide (its columns stay empty)")
     p.add_argument("--results", help="JSON-lines file: finished cells are appended and skipped on a rerun")
+    p.add_argument("--rerun-tfl", action="store_true",
+                   help="with --results: train tfl again in every cell (its defaults changed since) and keep the "
+                        "guide's finished columns (the guide's recipe does not change with tfl)")
     args = p.parse_args(argv)
 
     def folder(name):
@@ -111,13 +115,16 @@ def main(argv=None):
                 name = os.path.basename(os.path.normpath(data_dir))
                 key = (name, backbone, args.image_size, f"{args.epochs}+{args.fine_tune_epochs}")
                 cell = done.get(key)
-                if cell is None or (cell.get("guide_final") is None and not args.tfl_only):
+                if cell is not None and args.rerun_tfl:  # the guide's columns only: tfl's are trained again
+                    cell = {k: v for k, v in cell.items() if k.startswith("guide_")} | {
+                        k: cell[k] for k in ("dataset", "backbone", "image_size", "epochs")}
+                if cell is None or "tfl_kept" not in cell or (cell.get("guide_final") is None and not args.tfl_only):
                     cell = {"dataset": name, "backbone": backbone, "image_size": args.image_size,
                             "epochs": key[-1], **(cell or {})}
                     if "tfl_kept" not in cell:
                         _common.reset_keras(args.seed)
                         cell.update(run_tfl(data_dir, backbone, args, os.path.join(tmp, f"{name}-{backbone}")))
-                    if not args.tfl_only:
+                    if not args.tfl_only and cell.get("guide_final") is None:
                         _common.reset_keras(args.seed)
                         cell.update(run_guide(data_dir, backbone, args))
                     if args.results:
