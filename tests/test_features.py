@@ -292,7 +292,7 @@ def test_a_model_is_traced_once_for_its_latency_and_its_feature_pass(small_folde
                                   data.num_classes, seed=0)
     plain, augmented, dim = extractors(model)
     assert extractors(model)[0] is plain and augmented is None and dim == 256
-    measured = latency.measure(None, 64, 8, batch=False, fn=plain)
+    measured = latency.measure(plain, 64, 8, batch=False)
     feats = ActivationStore(cache_dir=None).features(model, data, 64, 8)
     assert plain.experimental_get_tracing_count() == 1
     assert measured.batch1_ms > 0 and feats.val.shape == (len(data.val), 256)

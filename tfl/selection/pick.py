@@ -13,7 +13,8 @@ with the best count as equals and the fastest of them at batch 1 wins. Tied
 means within `TIE` (1 point) or `TIE_STDERR` (1) standard error of the best
 twice: on the validation probe, and on the estimate from all labelled images
 (the probe's leave-one-out accuracy on the training features pooled with its
-validation accuracy). See `TIE_STDERR` for what that was measured on.
+validation accuracy). See `tfl.selection.rule` for the rule and what it was measured on, and
+`tfl.selection.result` for what is returned.
 
 Candidates are tried cheapest (fewest parameters) first. One whose ImageNet
 weights cannot be had here, or whose feature pass would not fit the time
@@ -22,188 +23,16 @@ budget, is skipped with one line saying why.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import time
 import typing
 
 from tfl._logging import log
-from tfl.errors import TflError, UsageError, WeightsUnavailableError
+from tfl.errors import UsageError, WeightsUnavailableError
 from tfl.selection import candidates as _candidates
-
-TIE = 0.01  # accuracies this close to the best count as tied (then the faster one wins)
-# ... or this many standard errors of the best one, when that is wider. A validation split of a few hundred
-# images cannot tell probes a point or two apart (120 images: one standard error is about 4 points), and
-# neither can it tell their full runs apart. So ties are judged twice: on the validation probe, and on the
-# estimate from all the labelled images (the probe's leave-one-out accuracy on the training images, pooled
-# with its validation accuracy), whose standard error is smaller. A candidate tied on both is as good as the
-# best as far as these images can tell, and the fastest such one wins. Measured on the 4 shared datasets
-# against full two-stage runs of 4 MobileNets (README, "Choosing the backbone"): 1 standard error picked a
-# backbone within 2 points of the best full run on all four, and so did anything from 0.75 to 1.5; half a
-# standard error on the validation probe alone picked 2.2 points short on intel_scenes (four probes within
-# 0.9 points; the fastest, MobileNet 0.25, trails the others by 2 points on the pooled estimate).
-TIE_STDERR = 1.0
-RULE = ("among the candidates within the constraints (batch-1 latency <= max_latency_ms, parameters <= "
-        "max_params), those tied with the best count as equals: within {tie:g} (or {tie_stderr:g} standard error, "
-        "when wider) of the best linear-probe accuracy on the validation split, and of the best estimate from "
-        "all labelled images (the probe's leave-one-out accuracy on train pooled with its validation accuracy); "
-        "the fastest of those (batch-1 latency) wins")
-
-
-@dataclasses.dataclass
-class Candidate:
-    """One backbone of a pick and what was measured on it.
-
-    Args:
-        name: registry name.
-        image_size: the input side it was scored at.
-        status: `scored`, `skipped` (no weights, no time, too small an
-            image), `over_latency` or `over_params` (outside the constraints:
-            measured, not scored).
-        reason: why it was not scored.
-        params: backbone parameters.
-        weights_mb: size of its ImageNet weights file (MB), when local.
-        batch1_ms: latency of one image per call (ms): its preprocessing, backbone and pooling.
-        batch_ms: time per image at `batch_size` images per call (ms).
-        engine: what ran its feature pass and latency timings (`litert` or
-            `keras`).
-        accuracy: linear-probe accuracy on the validation split.
-        stderr: its standard error.
-        loo_accuracy: the probe's leave-one-out accuracy on the training
-            features (at its chosen L2).
-        pooled: `loo_accuracy` and `accuracy` pooled over all the images
-            scored (training and validation): the estimate with the smaller
-            standard error, `pooled_stderr`.
-        l2: the probe's L2 penalty (chosen by leave-one-out accuracy on train).
-        feature_seconds: time of its feature pass (0 when reused).
-        seconds: time spent on it in all.
-        pareto: on the accuracy/latency Pareto front of the scored candidates.
-        rank: 1 for the best probe accuracy (scored candidates only).
-    """
-
-    name: str
-    image_size: int
-    status: str = "scored"
-    reason: str = ""
-    params: typing.Optional[int] = None
-    weights_mb: typing.Optional[float] = None
-    batch1_ms: typing.Optional[float] = None
-    batch_ms: typing.Optional[float] = None
-    batch_size: typing.Optional[int] = None
-    engine: typing.Optional[str] = None
-    accuracy: typing.Optional[float] = None
-    stderr: typing.Optional[float] = None
-    loo_accuracy: typing.Optional[float] = None
-    pooled: typing.Optional[float] = None
-    pooled_stderr: typing.Optional[float] = None
-    l2: typing.Optional[float] = None
-    feature_seconds: typing.Optional[float] = None
-    seconds: float = 0.0
-    pareto: bool = False
-    rank: typing.Optional[int] = None
-
-    def skip_line(self) -> str:
-        return f"skipped {self.name}: {self.reason}"
-
-
-@dataclasses.dataclass
-class PickResult:
-    """What `pick` returns (and `pick.json` holds).
-
-    Args:
-        chosen: the recommended backbone (None when none was scored).
-        why: one line: why it won, by the rule.
-        command: the command that trains it.
-        candidates: every candidate, scored ones best first, then the others.
-        rule: the recommendation rule in words.
-        source: the data source.
-        num_train, num_val: images the probes were trained and scored on.
-        subsampled: the data was larger and a class-balanced subsample was used.
-        constraints: the constraints given (`max_latency_ms`, `max_params`, `budget_seconds`).
-        seconds: time of the whole pick.
-        out_dir: the folder with `pick.json`, `pick.png` and `index.html` (None: not written).
-        features: the chosen backbone's `FeatureCache` (not serialised).
-    """
-
-    chosen: typing.Optional[str]
-    why: str
-    command: str
-    candidates: typing.List[Candidate]
-    rule: str
-    source: str
-    num_train: int
-    num_val: int
-    subsampled: bool
-    constraints: dict
-    seconds: float
-    image_size: typing.Optional[int] = None
-    out_dir: typing.Optional[str] = None
-    features: typing.Any = dataclasses.field(default=None, repr=False)
-
-    @property
-    def scored(self) -> typing.List[Candidate]:
-        return [c for c in self.candidates if c.status == "scored"]
-
-    def get(self, name: str) -> Candidate:
-        return next(c for c in self.candidates if c.name == name)
-
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "features"}
-        d["candidates"] = [dataclasses.asdict(c) for c in self.candidates]
-        d["split"] = "val"
-        return d
-
-    def table(self, skipped: bool = True) -> str:
-        """The ranking as the terminal shows it: scored candidates best first, then one line per other.
-
-        Args:
-            skipped: also the one line of each candidate skipped or over
-                `max_params` (`tfl pick` leaves them out: its log said them
-                as they happened).
-        """
-        head = (f"{'rank':>4}  {'backbone':<20} {'size':>4}  {'probe acc':>9} {'± se':>6} {'loo+val':>7}  "
-                f"{'batch-1 ms':>10} {'ms/img':>7}  {'params':>7} {'file MB':>7}  {'s':>5}")
-        lines = [head]
-        for c in self.scored:
-            mark = "*" if c.name == self.chosen else " "
-            lines.append(f"{c.rank:>3}{mark}  {c.name:<20} {c.image_size:>4}  {c.accuracy:>9.4f} {c.stderr:>6.3f} "
-                         f"{_acc(c.pooled):>7}  "
-                         f"{c.batch1_ms:>10.1f} {c.batch_ms:>7.2f}  {_millions(c.params):>7} "
-                         f"{_mb(c.weights_mb):>7}  {c.seconds:>5.0f}")
-        for c in self.candidates:
-            if c.status == "over_latency":
-                lines.append(f"   -  {c.name:<20} {c.image_size:>4}  {'':>9} {'':>6} {'':>7}  {c.batch1_ms:>10.1f} "
-                             f"{'-':>7}  {_millions(c.params):>7} {_mb(c.weights_mb):>7}  "
-                             f"{c.seconds:>5.0f}  over --max-latency-ms")
-        if skipped:
-            lines += [c.skip_line() for c in self.candidates if c.status in ("skipped", "over_params")]
-        data = f"{self.num_train} train / {self.num_val} val images" + (" (class-balanced subsample)"
-                                                                          if self.subsampled else "")
-        ran = sorted({_ENGINES.get(c.engine, c.engine) for c in self.candidates if c.engine})
-        timed = f"; passes and latency through {' and '.join(ran)}" if ran else ""
-        lines.append(f"scored on {self.source}: {data}; probe accuracy on the validation split (loo+val: its "
-                     f"leave-one-out accuracy on train pooled with it){timed}; "
-                     f"{self.seconds:.0f}s in all")
-        if self.chosen:
-            lines.append(f"recommended: {self.why}")
-            lines.append(f"train it: {self.command}")
-        return "\n".join(lines)
-
-
-_ENGINES = {"litert": "LiteRT (XNNPACK)", "keras": "TensorFlow"}
-
-
-def _acc(x) -> str:
-    return "?" if x is None else f"{x:.4f}"
-
-
-def _millions(n) -> str:
-    return "?" if n is None else f"{n / 1e6:.2f}M"
-
-
-def _mb(x) -> str:
-    return "?" if x is None else f"{x:.1f}"
+from tfl.selection import rule as _rule
+from tfl.selection.result import Candidate, PickResult
 
 
 def _load(data, seed, options):
@@ -221,8 +50,8 @@ def _load(data, seed, options):
 def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_size: typing.Optional[int] = None,
          budget=None, max_latency_ms: typing.Optional[float] = None, max_params: typing.Optional[int] = None,
          out: typing.Optional[str] = None, batch_size: int = 32, seed: int = 42,
-         max_images: int = _candidates.MAX_TRAIN_IMAGES, pooling: str = "avg", tie: float = TIE,
-         tie_stderr: float = TIE_STDERR, store=None, engine: str = "auto",
+         max_images: int = _candidates.MAX_TRAIN_IMAGES, pooling: str = "avg", tie: float = _rule.TIE,
+         tie_stderr: float = _rule.TIE_STDERR, store=None, engine: str = "auto",
          **data_options) -> PickResult:
     """Ranks backbones on `data` by a linear probe on their frozen features, with latency and size.
 
@@ -297,17 +126,17 @@ def pick(data, *, candidates=None, family: typing.Optional[str] = None, image_si
         rows.append(row)
         if cache is not None:
             caches[name] = cache
-    chosen, why = _decide(rows, tie, max_latency_ms, max_params, tie_stderr)
+    chosen, why = _rule.decide(rows, tie, max_latency_ms, max_params, tie_stderr)
     size_opt = f" --image-size {image_size}" if image_size else ""
     source = full.source
     command = (f"tfl train --data {shlex.quote(source)} --backbone {chosen}{size_opt}" if chosen else "")
     ranked = sorted((r for r in rows if r.status == "scored"), key=lambda r: (-r.accuracy, r.batch1_ms))
     for rank, r in enumerate(ranked, 1):
         r.rank = rank
-    _mark_pareto(ranked)
+    _rule.mark_pareto(ranked)
     others = [r for r in rows if r.status != "scored"]
     res = PickResult(chosen=chosen, why=why, command=command, candidates=ranked + others,
-                     rule=RULE.format(tie=tie, tie_stderr=tie_stderr), source=source, num_train=len(sub.train),
+                     rule=_rule.RULE.format(tie=tie, tie_stderr=tie_stderr), source=source, num_train=len(sub.train),
                      num_val=len(sub.val),
                      subsampled=subsampled, constraints={"max_latency_ms": max_latency_ms, "max_params": max_params,
                                                          "budget_seconds": budget_s},
@@ -376,7 +205,7 @@ def _measure_and_score(row, spec, where, data, batch_size, pooling, store, budge
     # adds well under a millisecond).
     runner, row.engine = _engine.feature_runner(activations.extractors(model)[0], row.image_size, engine,
                                                 spec.name)
-    lat = latency.measure(None, row.image_size, batch_size, batch=False, fn=runner)
+    lat = latency.measure(runner, row.image_size, batch_size, batch=False)
     row.batch1_ms, row.batch_size = lat.batch1_ms, batch_size
     log.info(f"{where}: {row.params / 1e6:.2f}M parameters, {lat.batch1_ms:.1f} ms per image at batch 1")
     if max_latency_ms is not None and lat.batch1_ms > max_latency_ms:
@@ -404,7 +233,7 @@ def _measure_and_score(row, spec, where, data, batch_size, pooling, store, budge
     row.feature_seconds = 0.0 if cache.reused else time.monotonic() - t
     # Throughput at the batch size: the feature pass itself, timed (its images are decoded already).
     row.batch_ms = (1000 * row.feature_seconds / images if not cache.reused else
-                    latency.measure(None, row.image_size, batch_size, fn=runner).batch_ms)
+                    latency.measure(runner, row.image_size, batch_size).batch_ms)
     r = probe.linear_probe(cache.train[0], cache.train_labels, cache.val, cache.val_labels, data.num_classes)
     row.accuracy, row.stderr, row.l2, row.loo_accuracy = r.accuracy, r.stderr, r.l2, r.cv_accuracy
     n_train, n_val = len(cache.train_labels), r.num_val
@@ -426,63 +255,3 @@ def _decoded(data, image_size: int, batch_size: int) -> None:
         if len(split) * image_size * image_size * 3 * 4 <= _memory.budget_bytes():  # else each pass decodes
             for _ in split.dataset(image_size, batch_size, cache=True):
                 pass
-
-
-def _decide(rows, tie, max_latency_ms, max_params, tie_stderr=0.0):
-    """(chosen name, why) by the rule; a one-line error when nothing could be chosen."""
-    scored = [r for r in rows if r.status == "scored"]
-    if not scored:
-        over = [r for r in rows if r.status == "over_latency"]
-        if over and max_latency_ms is not None and len(over) == len([r for r in rows if r.batch1_ms is not None]):
-            fastest = min(over, key=lambda r: r.batch1_ms)
-            raise UsageError(f"--max-latency-ms {max_latency_ms:g}: every candidate takes longer on this machine "
-                             f"(fastest: {fastest.name}, {fastest.batch1_ms:.1f} ms per image at batch 1); "
-                             "raise it or leave it out")
-        if max_params is not None and all(r.status == "over_params" for r in rows):
-            smallest = min(rows, key=lambda r: r.params or float("inf"))
-            raise UsageError(f"--max-params {max_params:,}: every candidate has more (smallest: {smallest.name}, "
-                             f"{smallest.params:,}); raise it or leave it out")
-        reasons = "; ".join(f"{r.name}: {r.reason}" for r in rows)
-        raise TflError(f"no candidate could be scored ({reasons})")
-    best = max(scored, key=lambda r: r.accuracy)
-    floor = tie
-    tie = round(max(floor, tie_stderr * (best.stderr or 0.0)), 4)
-    tied = [r for r in scored if r.accuracy >= best.accuracy - tie - 1e-12]
-    top, tie_pooled, dropped = None, None, []
-    if all(r.pooled is not None for r in scored):  # (rows made without it, in tests: the validation probe only)
-        top = max(scored, key=lambda r: r.pooled)
-        tie_pooled = round(max(floor, tie_stderr * (top.pooled_stderr or 0.0)), 4)
-        kept = [r for r in tied if r.pooled >= top.pooled - tie_pooled - 1e-12]
-        dropped = [r for r in tied if r not in kept]
-        tied = kept or [best]
-    chosen = min(tied, key=lambda r: (r.batch1_ms, -r.accuracy))
-    dropped = [r for r in dropped if r.batch1_ms < chosen.batch1_ms]  # the faster ones it would have been
-    limits = [f"{k.replace('_', '-')} {v:g}" for k, v in (("max_latency_ms", max_latency_ms),
-                                                          ("max_params", max_params)) if v is not None]
-    within = f" within --{' and --'.join(limits)}" if limits else ""
-    if chosen is best or chosen.accuracy >= best.accuracy:
-        why = (f"{chosen.name}: the best linear-probe accuracy on the validation split, {chosen.accuracy:.4f}, "
-               f"of {len(scored)} candidate{'s' if len(scored) > 1 else ''} scored{within}")
-        if len(tied) > 1:
-            why += f" (and the fastest of those tied within {tie:g})"
-    else:
-        pooled = ("" if top is None else f", and the best estimate from all labelled images ({top.pooled:.4f})"
-                  if top is chosen else f", and within {tie_pooled:g} of the best estimate from all labelled "
-                  f"images ({top.name}, {top.pooled:.4f}; its own {chosen.pooled:.4f})")
-        speed = (f"and faster: {chosen.batch1_ms:.1f} against {best.batch1_ms:.1f} ms per image at batch 1"
-                 if chosen.batch1_ms < best.batch1_ms else
-                 f"and the fastest of those tied on both ({chosen.batch1_ms:.1f} ms per image at batch 1)")
-        why = (f"{chosen.name}: linear-probe accuracy {chosen.accuracy:.4f} on the validation split, within {tie:g} "
-               f"of the best ({best.name}, {best.accuracy:.4f}){pooled}, {speed}{within}")
-    if dropped:
-        why += ("; faster " + ", ".join(f"{r.name} ({r.pooled:.4f})" for r in dropped)
-                + f" trail{'s' if len(dropped) == 1 else ''} the best estimate from all labelled images by more "
-                f"than {tie_pooled:g}")
-    return chosen.name, why
-
-
-def _mark_pareto(scored) -> None:
-    """Marks the candidates no other beats on both accuracy and batch-1 latency."""
-    for r in scored:
-        r.pareto = not any(o is not r and o.accuracy >= r.accuracy and o.batch1_ms <= r.batch1_ms
-                           and (o.accuracy > r.accuracy or o.batch1_ms < r.batch1_ms) for o in scored)
